@@ -1,0 +1,115 @@
+//! All conversion between JS and Rust values, and crate errors into JS `Error`s.
+
+use crate::core::db::Validator;
+use crate::error::{Error, Issue, Result};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::Value;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+
+pub fn from_json<T: DeserializeOwned>(text: &str) -> Result<T> {
+    serde_json::from_str(text).map_err(|e| Error::query(format!("invalid input: {e}")))
+}
+
+/// Empty text means "not given".
+pub fn opt_json(text: &str) -> Result<Option<Value>> {
+    if text.is_empty() {
+        Ok(None)
+    } else {
+        from_json(text).map(Some)
+    }
+}
+
+pub fn to_json<T: Serialize>(v: &T) -> Result<JsValue> {
+    serde_json::to_string(v)
+        .map(|s| JsValue::from_str(&s))
+        .map_err(|e| Error::storage(e.to_string()))
+}
+
+/// A JS `Error` whose `name` is the crate error's stable name, with `issues` (validation) or
+/// `domName` (storage) attached.
+pub fn to_js_error(e: Error) -> JsValue {
+    let err = js_sys::Error::new(&e.to_string());
+    err.set_name(e.name());
+    let set = |k: &str, v: &JsValue| {
+        let _ = js_sys::Reflect::set(&err, &JsValue::from_str(k), v);
+    };
+    match &e {
+        Error::Validation { issues, model } => {
+            if let Ok(text) = serde_json::to_string(issues) {
+                if let Ok(v) = js_sys::JSON::parse(&text) {
+                    set("issues", &v);
+                }
+            }
+            set("model", &JsValue::from_str(model));
+        }
+        Error::Storage {
+            dom_name: Some(n), ..
+        } => set("domName", &JsValue::from_str(n)),
+        _ => {}
+    }
+    err.into()
+}
+
+fn message_of(v: &JsValue) -> String {
+    v.dyn_ref::<js_sys::Error>()
+        .map(|e| String::from(e.message()))
+        .or_else(|| v.as_string())
+        .unwrap_or_else(|| format!("{v:?}"))
+}
+
+/// Calls the wrapper's `validate(model, rowsJson)`; it may return a promise.
+pub struct JsValidator {
+    f: js_sys::Function,
+}
+
+impl JsValidator {
+    pub fn new(f: js_sys::Function) -> Self {
+        JsValidator { f }
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct Outcome {
+    ok: Option<Vec<Value>>,
+    issues: Option<Vec<Issue>>,
+}
+
+impl Validator for JsValidator {
+    async fn validate(&self, model: &str, rows: Vec<Value>) -> Result<Vec<Value>> {
+        let text = serde_json::to_string(&rows).map_err(|e| Error::storage(e.to_string()))?;
+        let fail = |msg: String| Error::Validation {
+            model: model.to_string(),
+            issues: vec![Issue {
+                path: vec![],
+                message: msg,
+            }],
+        };
+        let mut out = self
+            .f
+            .call2(
+                &JsValue::NULL,
+                &JsValue::from_str(model),
+                &JsValue::from_str(&text),
+            )
+            .map_err(|e| fail(message_of(&e)))?;
+        if let Some(p) = out.dyn_ref::<js_sys::Promise>() {
+            out = wasm_bindgen_futures::JsFuture::from(p.clone())
+                .await
+                .map_err(|e| fail(message_of(&e)))?;
+        }
+        let text = out
+            .as_string()
+            .ok_or_else(|| fail("validator returned no result".into()))?;
+        let outcome: Outcome = from_json(&text)?;
+        match (outcome.ok, outcome.issues) {
+            (Some(rows), _) => Ok(rows),
+            (None, Some(issues)) => Err(Error::Validation {
+                model: model.to_string(),
+                issues,
+            }),
+            (None, None) => Err(fail("validator returned neither rows nor issues".into())),
+        }
+    }
+}

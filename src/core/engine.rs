@@ -1,0 +1,429 @@
+//! The synchronous heart of the database: loaded tables, queries, and write planning.
+//!
+//! A write is planned here in three steps so that nothing is changed until storage has committed:
+//! `prepare_*` / `plan_*` compute the candidate rows, the caller validates them, `build_*` turns
+//! them into a [`Batch`], and after the storage commits it, [`Engine::apply`] updates memory.
+
+use super::batch::{Batch, RowOp};
+use super::outbox::{Action, Before, OutboxEntry};
+use super::query::{parse_fields, parse_relations, run, Filter, Op, Select};
+use super::relations::{materialize, Tables};
+use super::schema::{ModelDef, Schema};
+use super::table::Table;
+use super::value::{Key, Row};
+use crate::error::{Error, Result};
+use serde_json::{json, Value};
+use std::collections::{HashMap, HashSet};
+use std::rc::Rc;
+
+pub struct Engine {
+    pub schema: Schema,
+    tables: Tables,
+}
+
+/// What a write returns: `returning: { fields, relations }` parsed up front, so a bad option fails
+/// before anything is written.
+#[derive(Debug)]
+pub struct Returning(Select);
+
+impl Engine {
+    pub fn new(schema: Schema) -> Self {
+        Engine {
+            schema,
+            tables: HashMap::new(),
+        }
+    }
+
+    pub fn is_loaded(&self, model: &str) -> bool {
+        self.tables.contains_key(model)
+    }
+
+    pub fn load(&mut self, model: &str, rows: Vec<Row>) -> Result<()> {
+        let def = self.schema.model(model)?;
+        let mut table = Table::default();
+        for row in rows {
+            let key = row_key(def, &row)?;
+            table.put(key, Rc::new(row));
+        }
+        self.tables.insert(model.to_string(), table);
+        Ok(())
+    }
+
+    fn table(&self, model: &str) -> Result<&Table> {
+        self.tables
+            .get(model)
+            .ok_or_else(|| Error::storage(format!("model \"{model}\" was not loaded")))
+    }
+
+    fn primary_keys(&self) -> HashMap<&str, &str> {
+        self.schema
+            .models
+            .values()
+            .map(|m| (m.name.as_str(), m.primary_key.as_str()))
+            .collect()
+    }
+
+    /// Rows of `model` matching `filter`, in primary-key order. Uses the primary key directly when
+    /// the filter pins it with `eq` or `in`.
+    pub fn matching(&self, model: &str, filter: &Filter) -> Result<Vec<&Rc<Row>>> {
+        let def = self.schema.model(model)?;
+        let table = self.table(model)?;
+        for c in filter.conjuncts() {
+            let Filter::Field(f, op) = c else { continue };
+            if f != &def.primary_key {
+                continue;
+            }
+            let keys: Vec<Key> = match op {
+                Op::Eq(v) => Key::from_value(v).into_iter().collect(),
+                Op::In(vs) => {
+                    let mut ks: Vec<Key> = vs.iter().filter_map(Key::from_value).collect();
+                    ks.sort();
+                    ks.dedup();
+                    ks
+                }
+                _ => continue,
+            };
+            return Ok(keys
+                .iter()
+                .filter_map(|k| table.get(k))
+                .filter(|r| filter.matches(r))
+                .collect());
+        }
+        Ok(table.iter().filter(|r| filter.matches(r)).collect())
+    }
+
+    pub fn select(&self, sel: &Select) -> Result<Vec<Value>> {
+        let candidates = self.matching(&sel.model, &sel.filter)?;
+        let page = run(
+            &Filter::All,
+            &sel.order,
+            sel.offset,
+            sel.limit,
+            candidates.into_iter(),
+        );
+        materialize(&self.tables, &self.primary_keys(), sel, &page)
+    }
+
+    pub fn count(&self, model: &str, filter: &Filter) -> Result<usize> {
+        if matches!(filter, Filter::All) {
+            return Ok(self.table(model)?.len());
+        }
+        Ok(self.matching(model, filter)?.len())
+    }
+
+    pub fn get(&self, model: &str, key: &Value) -> Result<Option<Value>> {
+        let def = self.schema.model(model)?;
+        let key = Key::from_value(key).ok_or_else(|| {
+            Error::query(format!(
+                "get on \"{}\" needs a string or number key, got {key}",
+                def.name
+            ))
+        })?;
+        Ok(self
+            .table(model)?
+            .get(&key)
+            .map(|r| Value::Object((**r).clone())))
+    }
+
+    pub fn parse_returning(&self, model: &str, v: Option<&Value>) -> Result<Returning> {
+        let def = self.schema.model(model)?;
+        let (fields, relations) = match v {
+            None | Some(Value::Null) | Some(Value::Bool(true)) => (None, Vec::new()),
+            Some(Value::Object(o)) => {
+                if let Some(k) = o.keys().find(|k| *k != "fields" && *k != "relations") {
+                    return Err(Error::query(format!(
+                        "unknown returning option \"{k}\"; use fields or relations"
+                    )));
+                }
+                (
+                    parse_fields(def, o.get("fields"), "returning.fields")?,
+                    parse_relations(&self.schema, def, o.get("relations"))?,
+                )
+            }
+            Some(other) => {
+                return Err(Error::query(format!(
+                    "returning must be an object, got {other}"
+                )))
+            }
+        };
+        Ok(Returning(Select {
+            model: model.to_string(),
+            filter: Filter::All,
+            order: Vec::new(),
+            limit: None,
+            offset: 0,
+            fields,
+            relations,
+        }))
+    }
+
+    pub fn returning(&self, ret: &Returning, rows: &[Rc<Row>]) -> Result<Vec<Value>> {
+        let refs: Vec<&Rc<Row>> = rows.iter().collect();
+        materialize(&self.tables, &self.primary_keys(), &ret.0, &refs)
+    }
+
+    /// Every model a returning clause reads.
+    pub fn returning_models(ret: &Returning) -> Vec<String> {
+        let mut out = Vec::new();
+        ret.0.models(&mut out);
+        out
+    }
+
+    /// Normalizes insert `values` (a row or an array of rows) and fills missing primary keys with
+    /// UUIDv7 strings.
+    pub fn prepare_insert(&self, model: &str, values: &Value) -> Result<Vec<Value>> {
+        let def = self.schema.model(model)?;
+        let items: Vec<&Value> = match values {
+            Value::Array(a) => a.iter().collect(),
+            v => vec![v],
+        };
+        items
+            .into_iter()
+            .enumerate()
+            .map(|(i, v)| {
+                let Value::Object(o) = v else {
+                    return Err(Error::Validation {
+                        model: def.name.clone(),
+                        issues: vec![crate::error::Issue {
+                            path: vec![i.to_string()],
+                            message: format!("a row must be an object, got {v}"),
+                        }],
+                    });
+                };
+                let mut o = o.clone();
+                if o.get(&def.primary_key).is_none_or(Value::is_null) {
+                    o.insert(
+                        def.primary_key.clone(),
+                        Value::String(uuid::Uuid::now_v7().to_string()),
+                    );
+                }
+                Ok(Value::Object(o))
+            })
+            .collect()
+    }
+
+    /// The rows an update would write: each matching row with `values` merged over it.
+    pub fn plan_update(&self, model: &str, filter: &Filter, values: &Value) -> Result<Vec<Value>> {
+        let def = self.schema.model(model)?;
+        let Value::Object(patch) = values else {
+            return Err(Error::query(format!(
+                "update values on \"{model}\" must be an object, got {values}"
+            )));
+        };
+        for f in patch.keys() {
+            def.check_field(f, "update values")?;
+        }
+        let rows = self.matching(model, filter)?;
+        rows.into_iter()
+            .map(|r| {
+                let mut merged = (**r).clone();
+                for (k, v) in patch {
+                    merged.insert(k.clone(), v.clone());
+                }
+                if merged.get(&def.primary_key) != r.get(&def.primary_key) {
+                    return Err(Error::query(format!(
+                        "update cannot change the primary key \"{}\" of \"{model}\"; delete and insert instead",
+                        def.primary_key
+                    )));
+                }
+                Ok(Value::Object(merged))
+            })
+            .collect()
+    }
+
+    pub fn plan_delete(&self, model: &str, filter: &Filter) -> Result<Vec<Rc<Row>>> {
+        Ok(self.matching(model, filter)?.into_iter().cloned().collect())
+    }
+
+    fn outbox_entry(
+        def: &ModelDef,
+        action: Action,
+        query: Value,
+        before: Vec<Before>,
+        now: f64,
+    ) -> OutboxEntry {
+        OutboxEntry {
+            mutation_id: uuid::Uuid::now_v7().to_string(),
+            model: def.name.clone(),
+            action,
+            query,
+            created_at: now,
+            attempts: 0,
+            last_error: None,
+            next_attempt_at: now,
+            before,
+        }
+    }
+
+    /// Validated rows to insert → batch. Fails on a duplicate key (in the table or the batch).
+    pub fn build_insert(
+        &self,
+        model: &str,
+        rows: Vec<Value>,
+        now: f64,
+    ) -> Result<(Batch, Vec<Rc<Row>>)> {
+        let def = self.schema.model(model)?;
+        let table = self.table(model)?;
+        let mut batch = Batch::default();
+        let mut seen = HashSet::new();
+        let mut affected = Vec::with_capacity(rows.len());
+        for (i, v) in rows.into_iter().enumerate() {
+            let row = into_row(def, i, v)?;
+            let key = row_key(def, &row)?;
+            if table.contains(&key) || !seen.insert(key.clone()) {
+                return Err(Error::Constraint(format!(
+                    "a \"{model}\" row with {} {key} already exists; use update to change it",
+                    def.primary_key
+                )));
+            }
+            let row = Rc::new(row);
+            affected.push(row.clone());
+            batch.rows.push(RowOp::Put {
+                model: model.to_string(),
+                key,
+                row,
+            });
+        }
+        if def.has_mutation && !affected.is_empty() {
+            let values: Vec<Value> = affected
+                .iter()
+                .map(|r| Value::Object((**r).clone()))
+                .collect();
+            let before = affected
+                .iter()
+                .map(|r| Before {
+                    key: r[&def.primary_key].clone(),
+                    row: None,
+                })
+                .collect();
+            batch.outbox_put.push(Self::outbox_entry(
+                def,
+                Action::Insert,
+                json!({ "values": values }),
+                before,
+                now,
+            ));
+        }
+        Ok((batch, affected))
+    }
+
+    /// Validated merged rows → batch. `patch` is what the user asked to change (sent to the hook).
+    pub fn build_update(
+        &self,
+        model: &str,
+        rows: Vec<Value>,
+        patch: &Value,
+        now: f64,
+    ) -> Result<(Batch, Vec<Rc<Row>>)> {
+        let def = self.schema.model(model)?;
+        let table = self.table(model)?;
+        let mut batch = Batch::default();
+        let mut affected = Vec::with_capacity(rows.len());
+        let mut before = Vec::new();
+        for (i, v) in rows.into_iter().enumerate() {
+            let row = into_row(def, i, v)?;
+            let key = row_key(def, &row)?;
+            let old = table.get(&key).ok_or_else(|| {
+                Error::query(format!(
+                    "the schema changed the primary key of a \"{model}\" row during update"
+                ))
+            })?;
+            before.push(Before {
+                key: key.to_value(),
+                row: Some((**old).clone()),
+            });
+            let row = Rc::new(row);
+            affected.push(row.clone());
+            batch.rows.push(RowOp::Put {
+                model: model.to_string(),
+                key,
+                row,
+            });
+        }
+        if def.has_mutation && !affected.is_empty() {
+            let keys: Vec<Value> = before.iter().map(|b| b.key.clone()).collect();
+            let query =
+                json!({ "where": { def.primary_key.clone(): { "in": keys } }, "values": patch });
+            batch
+                .outbox_put
+                .push(Self::outbox_entry(def, Action::Update, query, before, now));
+        }
+        Ok((batch, affected))
+    }
+
+    pub fn build_delete(&self, model: &str, rows: &[Rc<Row>], now: f64) -> Result<Batch> {
+        let def = self.schema.model(model)?;
+        let mut batch = Batch::default();
+        let mut before = Vec::new();
+        for r in rows {
+            let key = row_key(def, r)?;
+            before.push(Before {
+                key: key.to_value(),
+                row: Some((**r).clone()),
+            });
+            batch.rows.push(RowOp::Delete {
+                model: model.to_string(),
+                key,
+            });
+        }
+        if def.has_mutation && !rows.is_empty() {
+            let keys: Vec<Value> = before.iter().map(|b| b.key.clone()).collect();
+            let query = json!({ "where": { def.primary_key.clone(): { "in": keys } } });
+            batch
+                .outbox_put
+                .push(Self::outbox_entry(def, Action::Delete, query, before, now));
+        }
+        Ok(batch)
+    }
+
+    /// Applies a committed batch to the loaded tables.
+    pub fn apply(&mut self, batch: &Batch) {
+        for op in &batch.rows {
+            match op {
+                RowOp::Put { model, key, row } => {
+                    if let Some(t) = self.tables.get_mut(model) {
+                        t.put(key.clone(), row.clone());
+                    }
+                }
+                RowOp::Delete { model, key } => {
+                    if let Some(t) = self.tables.get_mut(model) {
+                        t.remove(key);
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn into_row(def: &ModelDef, i: usize, v: Value) -> Result<Row> {
+    match v {
+        Value::Object(o) => Ok(o),
+        other => Err(Error::Validation {
+            model: def.name.clone(),
+            issues: vec![crate::error::Issue {
+                path: vec![i.to_string()],
+                message: format!("the schema must produce an object, got {other}"),
+            }],
+        }),
+    }
+}
+
+/// The primary key of a row, or a validation error naming what is wrong with it.
+pub fn row_key(def: &ModelDef, row: &Row) -> Result<Key> {
+    match row.get(&def.primary_key) {
+        Some(v) => Key::from_value(v).ok_or_else(|| Error::Validation {
+            model: def.name.clone(),
+            issues: vec![crate::error::Issue {
+                path: vec![def.primary_key.clone()],
+                message: format!("primary key must be a string or a finite number, got {v}"),
+            }],
+        }),
+        None => Err(Error::Validation {
+            model: def.name.clone(),
+            issues: vec![crate::error::Issue {
+                path: vec![def.primary_key.clone()],
+                message: "primary key is missing".into(),
+            }],
+        }),
+    }
+}

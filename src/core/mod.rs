@@ -1,0 +1,13 @@
+//! Pure Rust: no wasm-bindgen, js-sys or web-sys below this module, so all of it runs under plain
+//! `cargo test`.
+
+pub mod batch;
+pub mod db;
+pub mod engine;
+pub mod outbox;
+pub mod pattern;
+pub mod query;
+pub mod relations;
+pub mod schema;
+pub mod table;
+pub mod value;

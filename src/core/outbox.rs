@@ -1,0 +1,39 @@
+//! The outbox entry: one per local write of a model that pushes (`sync.mutation`). It is written
+//! in the same storage transaction as the row change it describes.
+
+use super::value::Row;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Action {
+    Insert,
+    Update,
+    Delete,
+}
+
+/// The state of one row before a write, so a rejected write can be rolled back.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Before {
+    pub key: Value,
+    pub row: Option<Row>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OutboxEntry {
+    /// UUIDv7: sorts by creation time, and is the idempotency key the backend sees.
+    pub mutation_id: String,
+    pub model: String,
+    pub action: Action,
+    /// What the hook receives as `query`: `{ values }` for insert, `{ where, values }` for update
+    /// (with `where` pinned to the affected keys), `{ where }` for delete.
+    pub query: Value,
+    pub created_at: f64,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+    pub next_attempt_at: f64,
+    /// Rows as they were before this write.
+    pub before: Vec<Before>,
+}

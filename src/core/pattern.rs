@@ -1,0 +1,361 @@
+//! `like`, `ilike` and `fzlike` matchers.
+//!
+//! `like` is SQL LIKE over Unicode scalar values: `%` matches any run (possibly empty), `_` exactly
+//! one character, and `\` escapes the next character (`\%`, `\_`, `\\`). The whole value must
+//! match. Matching never backtracks recursively: the pattern is split at `%` into segments, and
+//! each segment is matched at its leftmost possible position, which is correct for glob-style
+//! patterns. The worst case is O(value × pattern); there is no exponential input.
+//!
+//! `ilike` folds both sides with a one-to-one lowercase mapping first. `fzlike` is a fuzzy match:
+//! after lowercasing and stripping accents (combining marks, Latin-1 and Latin Extended-A letters)
+//! the pattern's characters, whitespace ignored, must appear in order in the value. O(value).
+
+#[derive(Clone, Debug, PartialEq)]
+enum Tok {
+    Lit(char),
+    One,
+}
+
+/// A compiled LIKE pattern.
+#[derive(Clone, Debug)]
+pub struct LikePattern {
+    /// Segments between `%` signs.
+    segments: Vec<Vec<Tok>>,
+    /// Whether the pattern starts / ends with `%`.
+    open_start: bool,
+    open_end: bool,
+    fold: bool,
+}
+
+fn fold_case(c: char) -> char {
+    if c.is_ascii() {
+        c.to_ascii_lowercase()
+    } else {
+        c.to_lowercase().next().unwrap_or(c)
+    }
+}
+
+impl LikePattern {
+    pub fn new(pattern: &str, case_insensitive: bool) -> Self {
+        let mut segments = vec![Vec::new()];
+        let mut chars = pattern.chars();
+        let mut open_start = false;
+        let mut open_end = false;
+        let mut first = true;
+        while let Some(c) = chars.next() {
+            open_end = false;
+            match c {
+                '%' => {
+                    if first {
+                        open_start = true;
+                    } else if !segments.last().is_some_and(Vec::is_empty) {
+                        segments.push(Vec::new());
+                    }
+                    open_end = true;
+                }
+                '_' => segments.last_mut().unwrap().push(Tok::One),
+                '\\' => {
+                    // A trailing backslash stands for itself.
+                    let lit = chars.next().unwrap_or('\\');
+                    segments
+                        .last_mut()
+                        .unwrap()
+                        .push(Tok::Lit(if case_insensitive {
+                            fold_case(lit)
+                        } else {
+                            lit
+                        }));
+                }
+                c => segments
+                    .last_mut()
+                    .unwrap()
+                    .push(Tok::Lit(if case_insensitive { fold_case(c) } else { c })),
+            }
+            first = false;
+        }
+        if open_end && segments.len() > 1 && segments.last().is_some_and(Vec::is_empty) {
+            segments.pop();
+        }
+        LikePattern {
+            segments,
+            open_start,
+            open_end,
+            fold: case_insensitive,
+        }
+    }
+
+    pub fn matches(&self, value: &str) -> bool {
+        let text: Vec<char> = if self.fold {
+            value.chars().map(fold_case).collect()
+        } else {
+            value.chars().collect()
+        };
+        self.matches_chars(&text)
+    }
+
+    fn matches_chars(&self, text: &[char]) -> bool {
+        let seg_at = |seg: &[Tok], at: usize| -> bool {
+            at + seg.len() <= text.len()
+                && seg.iter().zip(&text[at..]).all(|(t, c)| match t {
+                    Tok::One => true,
+                    Tok::Lit(l) => l == c,
+                })
+        };
+        let n = self.segments.len();
+        // No `%` at all: exact length match.
+        if !self.open_start && !self.open_end && n == 1 {
+            let seg = &self.segments[0];
+            return seg.len() == text.len() && seg_at(seg, 0);
+        }
+        let mut pos = 0;
+        let mut lo = 0;
+        let mut hi = n;
+        if !self.open_start {
+            let first = &self.segments[0];
+            if !seg_at(first, 0) {
+                return false;
+            }
+            pos = first.len();
+            lo = 1;
+        }
+        let mut end = text.len();
+        if !self.open_end && hi > lo {
+            let last = &self.segments[n - 1];
+            if last.len() > end - pos || !seg_at(last, end - last.len()) {
+                return false;
+            }
+            end -= last.len();
+            hi -= 1;
+        }
+        for seg in &self.segments[lo..hi] {
+            if seg.is_empty() {
+                continue;
+            }
+            let mut found = None;
+            let mut at = pos;
+            while at + seg.len() <= end {
+                if seg_at(seg, at) {
+                    found = Some(at);
+                    break;
+                }
+                at += 1;
+            }
+            match found {
+                Some(at) => pos = at + seg.len(),
+                None => return false,
+            }
+        }
+        pos <= end
+    }
+}
+
+/// Lowercases and strips accents from one character; `None` for characters that vanish
+/// (combining marks).
+fn fold_fuzzy(c: char) -> Option<char> {
+    // (base letter, how many code points in a row map to it); '\0' keeps the character.
+    const LATIN1_UPPER: &[(char, u8)] = &[
+        ('a', 7),
+        ('c', 1),
+        ('e', 4),
+        ('i', 4),
+        ('d', 1),
+        ('n', 1),
+        ('o', 5),
+        ('\0', 1),
+        ('o', 1),
+        ('u', 4),
+        ('y', 1),
+        ('\0', 1),
+        ('s', 1),
+    ];
+    const LATIN1_LOWER: &[(char, u8)] = &[
+        ('a', 7),
+        ('c', 1),
+        ('e', 4),
+        ('i', 4),
+        ('d', 1),
+        ('n', 1),
+        ('o', 5),
+        ('\0', 1),
+        ('o', 1),
+        ('u', 4),
+        ('y', 1),
+        ('\0', 1),
+        ('y', 1),
+    ];
+    const LATIN_EXT_A: &[(char, u8)] = &[
+        ('a', 6),
+        ('c', 8),
+        ('d', 4),
+        ('e', 10),
+        ('g', 8),
+        ('h', 4),
+        ('i', 12),
+        ('j', 2),
+        ('k', 3),
+        ('l', 10),
+        ('n', 9),
+        ('o', 8),
+        ('r', 6),
+        ('s', 8),
+        ('t', 6),
+        ('u', 12),
+        ('w', 2),
+        ('y', 3),
+        ('z', 6),
+        ('s', 1),
+    ];
+    fn lookup(table: &[(char, u8)], mut offset: u32, c: char) -> char {
+        for &(base, run) in table {
+            if offset < u32::from(run) {
+                return if base == '\0' { c } else { base };
+            }
+            offset -= u32::from(run);
+        }
+        c
+    }
+    let cp = c as u32;
+    match cp {
+        0x300..=0x36f => None,
+        0xc0..=0xdf => Some(lookup(LATIN1_UPPER, cp - 0xc0, c)),
+        0xe0..=0xff => Some(lookup(LATIN1_LOWER, cp - 0xe0, c)),
+        0x100..=0x17f => Some(lookup(LATIN_EXT_A, cp - 0x100, c)),
+        _ => Some(fold_case(c)),
+    }
+}
+
+/// A compiled `fzlike` pattern.
+#[derive(Clone, Debug)]
+pub struct FuzzyPattern {
+    needle: Vec<char>,
+}
+
+impl FuzzyPattern {
+    pub fn new(pattern: &str) -> Self {
+        FuzzyPattern {
+            needle: pattern
+                .chars()
+                .filter(|c| !c.is_whitespace())
+                .filter_map(fold_fuzzy)
+                .collect(),
+        }
+    }
+
+    pub fn matches(&self, value: &str) -> bool {
+        let mut want = self.needle.iter().peekable();
+        for c in value.chars().filter_map(fold_fuzzy) {
+            match want.peek() {
+                None => return true,
+                Some(&&w) if w == c => {
+                    want.next();
+                }
+                Some(_) => {}
+            }
+        }
+        want.peek().is_none()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn like(p: &str, v: &str) -> bool {
+        LikePattern::new(p, false).matches(v)
+    }
+
+    /// Reference: classic dynamic programming over (pattern, value) prefixes.
+    fn like_reference(p: &str, v: &str) -> bool {
+        let mut toks = Vec::new(); // None = %, Some(None) = _, Some(Some(c)) = literal
+        let mut it = p.chars();
+        while let Some(c) = it.next() {
+            toks.push(match c {
+                '%' => None,
+                '_' => Some(None),
+                '\\' => Some(Some(it.next().unwrap_or('\\'))),
+                c => Some(Some(c)),
+            });
+        }
+        let v: Vec<char> = v.chars().collect();
+        let mut dp = vec![vec![false; v.len() + 1]; toks.len() + 1];
+        dp[0][0] = true;
+        for i in 1..=toks.len() {
+            for j in 0..=v.len() {
+                dp[i][j] = match toks[i - 1] {
+                    None => dp[i - 1][j] || (j > 0 && dp[i][j - 1]),
+                    Some(None) => j > 0 && dp[i - 1][j - 1],
+                    Some(Some(c)) => j > 0 && dp[i - 1][j - 1] && v[j - 1] == c,
+                };
+            }
+        }
+        dp[toks.len()][v.len()]
+    }
+
+    #[test]
+    fn like_basics() {
+        assert!(like("abc", "abc"));
+        assert!(!like("abc", "abcd"));
+        assert!(like("a%", "abc"));
+        assert!(like("%c", "abc"));
+        assert!(like("%b%", "abc"));
+        assert!(like("a_c", "abc"));
+        assert!(!like("a_c", "ac"));
+        assert!(like("%", ""));
+        assert!(like("", ""));
+        assert!(!like("", "a"));
+        assert!(like("a%b%c", "aXXbYYc"));
+        assert!(!like("a%b%c", "aXXcYYb"));
+        assert!(like("%aa", "aaa"));
+        assert!(like("a%%a", "aa"));
+        assert!(!like("ABC", "abc"));
+    }
+
+    #[test]
+    fn like_escapes() {
+        assert!(like("100\\%", "100%"));
+        assert!(!like("100\\%", "1000"));
+        assert!(like("a\\_b", "a_b"));
+        assert!(!like("a\\_b", "axb"));
+        assert!(like("a\\\\b", "a\\b"));
+        assert!(like("end\\", "end\\"));
+    }
+
+    #[test]
+    fn ilike_unicode() {
+        let p = LikePattern::new("%ÉCOLE%", true);
+        assert!(p.matches("la grande école"));
+        assert!(LikePattern::new("straße", true).matches("STRAßE"));
+        assert!(LikePattern::new("_x", true).matches("ÅX"));
+    }
+
+    #[test]
+    fn no_blowup_on_adversarial_input() {
+        let value = "a".repeat(20_000);
+        let pattern = format!("{}b", "%a".repeat(50));
+        assert!(!like(&pattern, &value));
+        let fuzzy = FuzzyPattern::new(&"a".repeat(200));
+        assert!(!fuzzy.matches(&"a".repeat(199)));
+    }
+
+    #[test]
+    fn fuzzy_matches_in_order_ignoring_case_and_accents() {
+        let p = |x: &str| FuzzyPattern::new(x);
+        assert!(p("ada").matches("Ada Lovelace"));
+        assert!(p("adl").matches("Ada Lovelace"));
+        assert!(p("ada l").matches("Ada Lovelace"));
+        assert!(!p("lda").matches("Ada Lovelace"));
+        assert!(p("ecole").matches("École Polytechnique"));
+        assert!(p("zurich").matches("Zürich"));
+        assert!(p("lodz").matches("Łódź"));
+        assert!(p("noel").matches("noe\u{308}l"));
+        assert!(p("").matches("anything"));
+    }
+
+    proptest! {
+        #[test]
+        fn like_agrees_with_reference(p in "[ab%_\\\\]{0,8}", v in "[ab_%]{0,10}") {
+            prop_assert_eq!(like(&p, &v), like_reference(&p, &v), "pattern {:?} value {:?}", p, v);
+        }
+    }
+}

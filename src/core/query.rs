@@ -1,0 +1,455 @@
+//! The query language: parsing a JSON query into a checked AST, and evaluating it on rows.
+//!
+//! Parsing does all the checking (unknown field, relation or operator; operand of the wrong type),
+//! so evaluation cannot fail and a bad query is rejected before anything is read or written.
+
+use super::pattern::{FuzzyPattern, LikePattern};
+use super::schema::{ModelDef, RelationDef, Schema};
+use super::value::{compare, loose_eq, sort_cmp, Row};
+use crate::error::{Error, Result};
+use serde_json::Value;
+use std::cmp::Ordering;
+
+/// The operators a field condition may use.
+pub const OPERATORS: &[&str] = &[
+    "eq", "ne", "gt", "gte", "lt", "lte", "in", "nin", "like", "ilike", "fzlike",
+];
+
+#[derive(Clone, Debug)]
+pub enum Op {
+    IsNull,
+    NotNull,
+    Eq(Value),
+    Ne(Value),
+    Gt(Value),
+    Gte(Value),
+    Lt(Value),
+    Lte(Value),
+    In(Vec<Value>),
+    Nin(Vec<Value>),
+    Like(LikePattern),
+    Fuzzy(FuzzyPattern),
+}
+
+#[derive(Clone, Debug)]
+pub enum Filter {
+    All,
+    And(Vec<Filter>),
+    Or(Vec<Filter>),
+    Not(Box<Filter>),
+    Field(String, Op),
+}
+
+impl Op {
+    pub fn test(&self, v: Option<&Value>) -> bool {
+        let present = v.filter(|v| !v.is_null());
+        match self {
+            Op::IsNull => present.is_none(),
+            Op::NotNull => present.is_some(),
+            Op::Eq(x) => present.is_some_and(|v| loose_eq(v, x)),
+            Op::Ne(x) => !present.is_some_and(|v| loose_eq(v, x)),
+            Op::Gt(x) => present.and_then(|v| compare(v, x)) == Some(Ordering::Greater),
+            Op::Gte(x) => matches!(
+                present.and_then(|v| compare(v, x)),
+                Some(Ordering::Greater | Ordering::Equal)
+            ),
+            Op::Lt(x) => present.and_then(|v| compare(v, x)) == Some(Ordering::Less),
+            Op::Lte(x) => matches!(
+                present.and_then(|v| compare(v, x)),
+                Some(Ordering::Less | Ordering::Equal)
+            ),
+            Op::In(xs) => present.is_some_and(|v| xs.iter().any(|x| loose_eq(v, x))),
+            Op::Nin(xs) => !present.is_some_and(|v| xs.iter().any(|x| loose_eq(v, x))),
+            Op::Like(p) => matches!(present, Some(Value::String(s)) if p.matches(s)),
+            Op::Fuzzy(p) => matches!(present, Some(Value::String(s)) if p.matches(s)),
+        }
+    }
+}
+
+impl Filter {
+    pub fn matches(&self, row: &Row) -> bool {
+        match self {
+            Filter::All => true,
+            Filter::And(fs) => fs.iter().all(|f| f.matches(row)),
+            Filter::Or(fs) => fs.iter().any(|f| f.matches(row)),
+            Filter::Not(f) => !f.matches(row),
+            Filter::Field(field, op) => op.test(row.get(field)),
+        }
+    }
+
+    /// Top-level conditions that every match must satisfy (the conjuncts), for index planning.
+    pub fn conjuncts(&self) -> Vec<&Filter> {
+        match self {
+            Filter::And(fs) => fs.iter().flat_map(Filter::conjuncts).collect(),
+            f => vec![f],
+        }
+    }
+
+    /// Parses a `where` object for `model`.
+    pub fn parse(model: &ModelDef, v: Option<&Value>) -> Result<Filter> {
+        let obj = match v {
+            None | Some(Value::Null) => return Ok(Filter::All),
+            Some(Value::Object(o)) => o,
+            Some(other) => {
+                return Err(Error::query(format!(
+                    "where on model \"{}\" must be an object, got {}",
+                    model.name,
+                    kind(other)
+                )))
+            }
+        };
+        let mut parts = Vec::with_capacity(obj.len());
+        for (key, val) in obj {
+            match key.as_str() {
+                "and" | "or" => {
+                    let Value::Array(items) = val else {
+                        return Err(Error::query(format!(
+                            "where.{key} must be an array of where objects"
+                        )));
+                    };
+                    let subs = items
+                        .iter()
+                        .map(|i| Filter::parse(model, Some(i)))
+                        .collect::<Result<Vec<_>>>()?;
+                    parts.push(if key == "and" {
+                        Filter::And(subs)
+                    } else {
+                        Filter::Or(subs)
+                    });
+                }
+                "not" => parts.push(Filter::Not(Box::new(Filter::parse(model, Some(val))?))),
+                field => {
+                    model.check_field(field, "where")?;
+                    match val {
+                        Value::Object(ops) => {
+                            for (op, operand) in ops {
+                                parts.push(Filter::Field(
+                                    field.to_string(),
+                                    parse_op(model, field, op, operand)?,
+                                ));
+                            }
+                        }
+                        Value::Null => parts.push(Filter::Field(field.to_string(), Op::IsNull)),
+                        v => parts.push(Filter::Field(field.to_string(), Op::Eq(v.clone()))),
+                    }
+                }
+            }
+        }
+        Ok(match parts.len() {
+            0 => Filter::All,
+            1 => parts.pop().unwrap(),
+            _ => Filter::And(parts),
+        })
+    }
+}
+
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+fn parse_op(model: &ModelDef, field: &str, op: &str, operand: &Value) -> Result<Op> {
+    let at = || format!("{}.{field}", model.name);
+    let scalar = |v: &Value| -> Result<Value> {
+        match v {
+            Value::Number(_) | Value::String(_) | Value::Bool(_) => Ok(v.clone()),
+            other => Err(Error::query(format!(
+                "\"{op}\" on {} needs a string, number or boolean, got {}",
+                at(),
+                kind(other)
+            ))),
+        }
+    };
+    let list = |v: &Value| -> Result<Vec<Value>> {
+        match v {
+            Value::Array(xs) => Ok(xs.clone()),
+            other => Err(Error::query(format!(
+                "\"{op}\" on {} needs an array, got {}",
+                at(),
+                kind(other)
+            ))),
+        }
+    };
+    let text = |v: &Value| -> Result<String> {
+        match v {
+            Value::String(s) => Ok(s.clone()),
+            other => Err(Error::query(format!(
+                "\"{op}\" on {} needs a string pattern, got {}",
+                at(),
+                kind(other)
+            ))),
+        }
+    };
+    Ok(match (op, operand) {
+        ("eq", Value::Null) => Op::IsNull,
+        ("ne", Value::Null) => Op::NotNull,
+        ("eq", v) => Op::Eq(v.clone()),
+        ("ne", v) => Op::Ne(v.clone()),
+        ("gt", v) => Op::Gt(scalar(v)?),
+        ("gte", v) => Op::Gte(scalar(v)?),
+        ("lt", v) => Op::Lt(scalar(v)?),
+        ("lte", v) => Op::Lte(scalar(v)?),
+        ("in", v) => Op::In(list(v)?),
+        ("nin", v) => Op::Nin(list(v)?),
+        ("like", v) => Op::Like(LikePattern::new(&text(v)?, false)),
+        ("ilike", v) => Op::Like(LikePattern::new(&text(v)?, true)),
+        ("fzlike", v) => Op::Fuzzy(FuzzyPattern::new(&text(v)?)),
+        _ => {
+            return Err(Error::query(format!(
+                "unknown operator \"{op}\" on {}; use one of: {}",
+                at(),
+                OPERATORS.join(", ")
+            )))
+        }
+    })
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct OrderKey {
+    pub field: String,
+    pub descending: bool,
+}
+
+pub fn parse_order(model: &ModelDef, v: Option<&Value>) -> Result<Vec<OrderKey>> {
+    let items: Vec<&Value> = match v {
+        None | Some(Value::Null) => return Ok(Vec::new()),
+        Some(Value::Array(a)) => a.iter().collect(),
+        Some(o @ Value::Object(_)) => vec![o],
+        Some(other) => {
+            return Err(Error::query(format!(
+                "orderBy must be an array of {{ field, direction }}, got {}",
+                kind(other)
+            )))
+        }
+    };
+    items
+        .into_iter()
+        .map(|item| {
+            let field = item
+                .get("field")
+                .and_then(Value::as_str)
+                .ok_or_else(|| Error::query("each orderBy entry needs a \"field\" string"))?;
+            model.check_field(field, "orderBy")?;
+            let descending = match item.get("direction") {
+                None | Some(Value::Null) => false,
+                Some(Value::String(d)) if d == "asc" => false,
+                Some(Value::String(d)) if d == "desc" => true,
+                Some(other) => {
+                    return Err(Error::query(format!(
+                        "orderBy direction for \"{field}\" must be \"asc\" or \"desc\", got {other}"
+                    )))
+                }
+            };
+            Ok(OrderKey {
+                field: field.to_string(),
+                descending,
+            })
+        })
+        .collect()
+}
+
+/// Compares two rows by an `orderBy` list.
+pub fn order_cmp(keys: &[OrderKey], a: &Row, b: &Row) -> Ordering {
+    for k in keys {
+        let o = sort_cmp(a.get(&k.field), b.get(&k.field));
+        let o = if k.descending { o.reverse() } else { o };
+        if o != Ordering::Equal {
+            return o;
+        }
+    }
+    Ordering::Equal
+}
+
+/// A parsed `select` (or per-relation) query.
+#[derive(Clone, Debug)]
+pub struct Select {
+    pub model: String,
+    pub filter: Filter,
+    pub order: Vec<OrderKey>,
+    pub limit: Option<usize>,
+    pub offset: usize,
+    pub fields: Option<Vec<String>>,
+    pub relations: Vec<(String, RelationDef, Select)>,
+}
+
+fn parse_count(v: Option<&Value>, what: &str) -> Result<Option<usize>> {
+    match v {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => match n.as_f64() {
+            Some(f) if f >= 0.0 && f.fract() == 0.0 => Ok(Some(f as usize)),
+            _ => Err(Error::query(format!(
+                "{what} must be a whole number ≥ 0, got {n}"
+            ))),
+        },
+        Some(other) => Err(Error::query(format!(
+            "{what} must be a whole number ≥ 0, got {}",
+            kind(other)
+        ))),
+    }
+}
+
+const SELECT_KEYS: &[&str] = &["where", "orderBy", "limit", "offset", "fields", "relations"];
+
+impl Select {
+    pub fn parse(schema: &Schema, model: &str, v: Option<&Value>) -> Result<Select> {
+        let def = schema.model(model)?;
+        let empty = serde_json::Map::new();
+        let obj = match v {
+            None | Some(Value::Null) => &empty,
+            Some(Value::Object(o)) => o,
+            Some(other) => {
+                return Err(Error::query(format!(
+                    "select options must be an object, got {}",
+                    kind(other)
+                )))
+            }
+        };
+        if let Some(k) = obj.keys().find(|k| !SELECT_KEYS.contains(&k.as_str())) {
+            return Err(Error::query(format!(
+                "unknown select option \"{k}\"; use one of: {}",
+                SELECT_KEYS.join(", ")
+            )));
+        }
+        let fields = parse_fields(def, obj.get("fields"), "fields")?;
+        Ok(Select {
+            model: model.to_string(),
+            filter: Filter::parse(def, obj.get("where"))?,
+            order: parse_order(def, obj.get("orderBy"))?,
+            limit: parse_count(obj.get("limit"), "limit")?,
+            offset: parse_count(obj.get("offset"), "offset")?.unwrap_or(0),
+            fields,
+            relations: parse_relations(schema, def, obj.get("relations"))?,
+        })
+    }
+
+    /// Every model this query reads, including through relations.
+    pub fn models(&self, out: &mut Vec<String>) {
+        if !out.contains(&self.model) {
+            out.push(self.model.clone());
+        }
+        for (_, _, sub) in &self.relations {
+            sub.models(out);
+        }
+    }
+}
+
+pub fn parse_fields(def: &ModelDef, v: Option<&Value>, what: &str) -> Result<Option<Vec<String>>> {
+    match v {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|i| {
+                let f = i.as_str().ok_or_else(|| {
+                    Error::query(format!("{what} must be an array of field names"))
+                })?;
+                def.check_field(f, what)?;
+                Ok(f.to_string())
+            })
+            .collect::<Result<Vec<_>>>()
+            .map(Some),
+        Some(other) => Err(Error::query(format!(
+            "{what} must be an array of field names, got {}",
+            kind(other)
+        ))),
+    }
+}
+
+pub fn parse_relations(
+    schema: &Schema,
+    def: &ModelDef,
+    v: Option<&Value>,
+) -> Result<Vec<(String, RelationDef, Select)>> {
+    let obj = match v {
+        None | Some(Value::Null) => return Ok(Vec::new()),
+        Some(Value::Object(o)) => o,
+        Some(other) => {
+            return Err(Error::query(format!(
+                "relations must be an object, got {}",
+                kind(other)
+            )))
+        }
+    };
+    let mut out = Vec::new();
+    for (name, opts) in obj {
+        let rel = def.relations.get(name).ok_or_else(|| {
+            let known: Vec<&str> = def.relations.keys().map(String::as_str).collect();
+            Error::query(format!(
+                "unknown relation \"{name}\" on model \"{}\"; known relations: {}",
+                def.name,
+                if known.is_empty() {
+                    "(none)".to_string()
+                } else {
+                    known.join(", ")
+                }
+            ))
+        })?;
+        let sub = match opts {
+            Value::Bool(false) => continue,
+            Value::Bool(true) => Select::parse(schema, &rel.model, None)?,
+            o @ Value::Object(_) => Select::parse(schema, &rel.model, Some(o))?,
+            other => {
+                return Err(Error::query(format!(
+                    "relation \"{name}\" must be true or an options object, got {}",
+                    kind(other)
+                )))
+            }
+        };
+        out.push((name.clone(), rel.clone(), sub));
+    }
+    Ok(out)
+}
+
+/// Filters, sorts (stable) and pages `rows`, which arrive in primary-key order.
+pub fn run<'a, R: AsRef<Row> + 'a>(
+    filter: &Filter,
+    order: &[OrderKey],
+    offset: usize,
+    limit: Option<usize>,
+    rows: impl Iterator<Item = &'a R>,
+) -> Vec<&'a R> {
+    let matched = rows.filter(|r| filter.matches(r.as_ref()));
+    if order.is_empty() {
+        let it = matched.skip(offset);
+        return match limit {
+            Some(l) => it.take(l).collect(),
+            None => it.collect(),
+        };
+    }
+    let mut hits: Vec<(usize, &R)> = matched.enumerate().collect();
+    // Tie-break on arrival position so the unstable partial sort behaves like a stable sort.
+    let cmp = |a: &(usize, &R), b: &(usize, &R)| {
+        order_cmp(order, a.1.as_ref(), b.1.as_ref()).then(a.0.cmp(&b.0))
+    };
+    let wanted = limit.map(|l| offset.saturating_add(l));
+    match wanted {
+        Some(w) if w == 0 => hits.clear(),
+        Some(w) if w < hits.len() => {
+            hits.select_nth_unstable_by(w - 1, cmp);
+            hits.truncate(w);
+            hits.sort_unstable_by(cmp);
+        }
+        _ => hits.sort_unstable_by(cmp),
+    }
+    hits.into_iter().skip(offset).map(|(_, r)| r).collect()
+}
+
+/// Keeps only `fields` of a row (all of it when `fields` is `None`).
+pub fn project(row: &Row, fields: Option<&[String]>) -> Row {
+    match fields {
+        None => row.clone(),
+        Some(fs) => fs
+            .iter()
+            .filter_map(|f| row.get(f).map(|v| (f.clone(), v.clone())))
+            .collect(),
+    }
+}
+
+#[cfg(test)]
+#[path = "query_tests.rs"]
+mod tests;

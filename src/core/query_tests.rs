@@ -1,0 +1,367 @@
+use super::*;
+use crate::core::schema::{ModelDef, Schema};
+use crate::core::value::Row;
+use proptest::prelude::*;
+use serde_json::{json, Value};
+use std::rc::Rc;
+
+fn model(fields: Option<&[&str]>) -> ModelDef {
+    ModelDef {
+        name: "users".into(),
+        primary_key: "id".into(),
+        indexes: vec![],
+        fields: fields.map(|f| f.iter().map(|s| s.to_string()).collect()),
+        relations: Default::default(),
+        has_schema: false,
+        has_mutation: false,
+    }
+}
+
+fn row(v: Value) -> Row {
+    v.as_object().unwrap().clone()
+}
+
+fn hits(where_: Value, rows: &[Value]) -> Vec<Value> {
+    let f = Filter::parse(&model(None), Some(&where_)).unwrap();
+    rows.iter()
+        .filter(|r| f.matches(&row((*r).clone())))
+        .map(|r| r["id"].clone())
+        .collect()
+}
+
+fn people() -> Vec<Value> {
+    vec![
+        json!({"id": 1, "name": "Ada Lovelace", "age": 36, "city": "London", "tags": ["math"]}),
+        json!({"id": 2, "name": "alan turing", "age": 41, "city": null}),
+        json!({"id": 3, "name": "Grace", "age": "85"}),
+        json!({"id": 4, "name": "Émile", "age": 20.5, "born": "1990-05-01T00:00:00Z", "active": true}),
+        json!({"id": 5, "active": false, "born": 641_520_000_000_i64}),
+    ]
+}
+
+#[test]
+fn equality_null_and_missing() {
+    let p = people();
+    assert_eq!(hits(json!({"name": "Grace"}), &p), [json!(3)]);
+    assert_eq!(
+        hits(json!({"city": null}), &p),
+        [json!(2), json!(3), json!(4), json!(5)]
+    );
+    assert_eq!(hits(json!({"city": {"ne": null}}), &p), [json!(1)]);
+    assert_eq!(hits(json!({"city": {"eq": null}}), &p).len(), 4);
+    assert_eq!(hits(json!({"age": 36.0}), &p), [json!(1)]);
+    assert_eq!(hits(json!({"tags": ["math"]}), &p), [json!(1)]);
+    assert_eq!(hits(json!({"active": false}), &p), [json!(5)]);
+}
+
+#[test]
+fn ne_and_nin_include_missing() {
+    let p = people();
+    assert_eq!(
+        hits(json!({"city": {"ne": "London"}}), &p),
+        [json!(2), json!(3), json!(4), json!(5)]
+    );
+    assert_eq!(
+        hits(json!({"id": {"nin": [1, 2, 3]}}), &p),
+        [json!(4), json!(5)]
+    );
+    assert_eq!(
+        hits(json!({"id": {"in": [5, 1, 99]}}), &p),
+        [json!(1), json!(5)]
+    );
+}
+
+#[test]
+fn ranges_compare_like_kinds_only() {
+    let p = people();
+    // "85" is a string: not comparable with a number, so excluded from both sides.
+    assert_eq!(hits(json!({"age": {"gt": 30}}), &p), [json!(1), json!(2)]);
+    assert_eq!(hits(json!({"age": {"lte": 36}}), &p), [json!(1), json!(4)]);
+    assert_eq!(
+        hits(json!({"age": {"gte": 20.5, "lt": 41}}), &p),
+        [json!(1), json!(4)]
+    );
+    // Code-point order: "É" (U+00C9) sorts after ASCII letters.
+    assert_eq!(
+        hits(json!({"name": {"gte": "a"}}), &p),
+        [json!(2), json!(4)]
+    );
+    assert_eq!(hits(json!({"active": {"gt": false}}), &p), [json!(4)]);
+}
+
+#[test]
+fn dates_as_iso_strings_or_numbers() {
+    let p = people();
+    // 641520000000 ms = 1990-05-01T00:00:00Z, stored as a number on row 5.
+    assert_eq!(
+        hits(json!({"born": {"gte": "1990-05-01T00:00:00.000Z"}}), &p),
+        [json!(4), json!(5)]
+    );
+    assert_eq!(
+        hits(json!({"born": {"lt": "1990-05-01"}}), &p),
+        Vec::<Value>::new()
+    );
+    assert_eq!(
+        hits(json!({"born": {"gt": 641_519_999_999_i64}}), &p),
+        [json!(4), json!(5)]
+    );
+}
+
+#[test]
+fn patterns() {
+    let p = people();
+    assert_eq!(hits(json!({"name": {"like": "A%"}}), &p), [json!(1)]);
+    assert_eq!(
+        hits(json!({"name": {"ilike": "a%"}}), &p),
+        [json!(1), json!(2)]
+    );
+    assert_eq!(hits(json!({"name": {"ilike": "%ÉMILE"}}), &p), [json!(4)]);
+    assert_eq!(hits(json!({"name": {"fzlike": "emile"}}), &p), [json!(4)]);
+    assert_eq!(hits(json!({"name": {"fzlike": "adl"}}), &p), [json!(1)]);
+    assert_eq!(hits(json!({"name": {"like": "G_ace"}}), &p), [json!(3)]);
+    assert_eq!(hits(json!({"age": {"like": "8%"}}), &p), [json!(3)]);
+}
+
+#[test]
+fn boolean_combinators() {
+    let p = people();
+    assert_eq!(
+        hits(json!({"or": [{"id": 1}, {"id": 3}]}), &p),
+        [json!(1), json!(3)]
+    );
+    assert_eq!(
+        hits(json!({"not": {"id": {"in": [1, 2, 3, 4]}}}), &p),
+        [json!(5)]
+    );
+    assert_eq!(
+        hits(
+            json!({"and": [{"age": {"gt": 30}}, {"name": {"like": "%ing"}}]}),
+            &p
+        ),
+        [json!(2)]
+    );
+    assert_eq!(
+        hits(
+            json!({"id": {"gt": 1}, "or": [{"name": "Grace"}, {"active": true}]}),
+            &p
+        ),
+        [json!(3), json!(4)]
+    );
+    assert_eq!(hits(json!({}), &p).len(), 5);
+    assert_eq!(hits(json!({"or": []}), &p).len(), 0);
+}
+
+#[test]
+fn bad_queries_name_the_problem() {
+    let m = model(Some(&["name", "age"]));
+    let err = |w: Value| Filter::parse(&m, Some(&w)).unwrap_err().to_string();
+    assert!(err(json!({"nope": 1})).contains("unknown field \"nope\""));
+    assert!(err(json!({"age": {"gtt": 1}})).contains("unknown operator \"gtt\" on users.age"));
+    assert!(err(json!({"age": {"in": 3}})).contains("\"in\" on users.age needs an array"));
+    assert!(err(json!({"age": {"gt": [1]}})).contains("needs a string, number or boolean"));
+    assert!(err(json!({"name": {"like": 5}})).contains("needs a string pattern"));
+    assert!(err(json!({"or": {}})).contains("where.or must be an array"));
+    assert!(err(json!([1])).contains("must be an object"));
+    assert!(
+        Filter::parse(&m, Some(&json!({"id": 1}))).is_ok(),
+        "primary key is always known"
+    );
+    let schema = Schema::new(vec![m.clone()]).unwrap();
+    let sel = |q: Value| {
+        Select::parse(&schema, "users", Some(&q))
+            .unwrap_err()
+            .to_string()
+    };
+    assert!(sel(json!({"limit": -1})).contains("limit must be a whole number"));
+    assert!(
+        sel(json!({"orderBy": [{"field": "age", "direction": "up"}]}))
+            .contains("\"asc\" or \"desc\"")
+    );
+    assert!(sel(json!({"orderBy": [{"field": "x"}]})).contains("unknown field \"x\" in orderBy"));
+    assert!(sel(json!({"fields": ["x"]})).contains("unknown field \"x\" in fields"));
+    assert!(sel(json!({"relations": {"posts": true}})).contains("unknown relation \"posts\""));
+    assert!(sel(json!({"whre": {}})).contains("unknown select option \"whre\""));
+    assert!(Select::parse(&schema, "nobody", None).unwrap_err().name() == "UnknownModelError");
+}
+
+#[test]
+fn order_is_stable_with_nulls_last_and_pages() {
+    let rows: Vec<Rc<Row>> = [
+        json!({"id": 1, "g": "b", "n": 2}),
+        json!({"id": 2, "g": "a"}),
+        json!({"id": 3, "g": "b", "n": 1}),
+        json!({"id": 4, "g": "a", "n": 9}),
+        json!({"id": 5, "g": "b", "n": 2}),
+    ]
+    .into_iter()
+    .map(|v| Rc::new(row(v)))
+    .collect();
+    let ids = |order: Vec<OrderKey>, offset, limit| -> Vec<i64> {
+        run(&Filter::All, &order, offset, limit, rows.iter())
+            .iter()
+            .map(|r| r["id"].as_i64().unwrap())
+            .collect()
+    };
+    let asc = |f: &str| OrderKey {
+        field: f.into(),
+        descending: false,
+    };
+    let desc = |f: &str| OrderKey {
+        field: f.into(),
+        descending: true,
+    };
+    assert_eq!(ids(vec![asc("n")], 0, None), [3, 1, 5, 4, 2]);
+    assert_eq!(ids(vec![desc("n")], 0, None), [2, 4, 1, 5, 3]);
+    assert_eq!(ids(vec![asc("g"), desc("n")], 0, None), [2, 4, 1, 5, 3]);
+    assert_eq!(ids(vec![asc("g")], 0, None), [2, 4, 1, 3, 5]);
+    assert_eq!(ids(vec![asc("g")], 1, Some(2)), [4, 1]);
+    assert_eq!(ids(vec![asc("g")], 4, Some(10)), [5]);
+    assert_eq!(ids(vec![], 3, None), [4, 5]);
+    assert_eq!(ids(vec![asc("g")], 0, Some(0)), Vec::<i64>::new());
+}
+
+// ---- property test: the engine against a naive reference evaluator ----
+
+/// Straightforward interpretation of the where JSON, sharing nothing with the engine but the
+/// value-level comparisons, which have their own unit tests.
+fn naive_match(w: &Value, r: &Row) -> bool {
+    use crate::core::value::{compare, loose_eq};
+    use std::cmp::Ordering::*;
+    w.as_object().unwrap().iter().all(|(k, v)| match k.as_str() {
+        "and" => v.as_array().unwrap().iter().all(|s| naive_match(s, r)),
+        "or" => v.as_array().unwrap().iter().any(|s| naive_match(s, r)),
+        "not" => !naive_match(v, r),
+        field => {
+            let got = r.get(field).filter(|x| !x.is_null());
+            match v {
+                Value::Null => got.is_none(),
+                Value::Object(ops) => ops.iter().all(|(op, x)| {
+                    let c = got.and_then(|g| compare(g, x));
+                    match op.as_str() {
+                        "eq" if x.is_null() => got.is_none(),
+                        "ne" if x.is_null() => got.is_some(),
+                        "eq" => got.is_some_and(|g| loose_eq(g, x)),
+                        "ne" => !got.is_some_and(|g| loose_eq(g, x)),
+                        "gt" => c == Some(Greater),
+                        "gte" => c == Some(Greater) || c == Some(Equal),
+                        "lt" => c == Some(Less),
+                        "lte" => c == Some(Less) || c == Some(Equal),
+                        "in" => got.is_some_and(|g| x.as_array().unwrap().iter().any(|y| loose_eq(g, y))),
+                        "nin" => !got.is_some_and(|g| x.as_array().unwrap().iter().any(|y| loose_eq(g, y))),
+                        "like" => matches!(got, Some(Value::String(s)) if naive_like(x.as_str().unwrap(), s)),
+                        _ => unreachable!(),
+                    }
+                }),
+                x => got.is_some_and(|g| loose_eq(g, x)),
+            }
+        }
+    })
+}
+
+/// LIKE via a tiny regex-free recursive matcher (exponential in theory, fine for short strings).
+fn naive_like(p: &str, s: &str) -> bool {
+    fn go(p: &[char], s: &[char]) -> bool {
+        match p.first() {
+            None => s.is_empty(),
+            Some('%') => (0..=s.len()).any(|i| go(&p[1..], &s[i..])),
+            Some('_') => !s.is_empty() && go(&p[1..], &s[1..]),
+            Some(c) => s.first() == Some(c) && go(&p[1..], &s[1..]),
+        }
+    }
+    go(
+        &p.chars().collect::<Vec<_>>(),
+        &s.chars().collect::<Vec<_>>(),
+    )
+}
+
+fn arb_value() -> impl Strategy<Value = Value> {
+    prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::from),
+        (-3i64..4).prop_map(Value::from),
+        (-3i64..4).prop_map(|n| Value::from(n as f64 + 0.5)),
+        "[ab]{0,3}".prop_map(Value::from),
+    ]
+}
+
+fn arb_row() -> impl Strategy<Value = Option<Value>> {
+    proptest::option::weighted(0.85, arb_value())
+}
+
+fn arb_leaf() -> impl Strategy<Value = Value> {
+    let field = prop_oneof![Just("a"), Just("b"), Just("c")];
+    let op = prop_oneof![
+        arb_value().prop_map(|v| ("=", v)),
+        arb_value().prop_map(|v| ("eq", v)),
+        arb_value().prop_map(|v| ("ne", v)),
+        arb_value()
+            .prop_filter("scalar", |v| !v.is_null())
+            .prop_map(|v| ("gt", v)),
+        arb_value()
+            .prop_filter("scalar", |v| !v.is_null())
+            .prop_map(|v| ("gte", v)),
+        arb_value()
+            .prop_filter("scalar", |v| !v.is_null())
+            .prop_map(|v| ("lt", v)),
+        arb_value()
+            .prop_filter("scalar", |v| !v.is_null())
+            .prop_map(|v| ("lte", v)),
+        proptest::collection::vec(arb_value(), 0..3).prop_map(|v| ("in", Value::from(v))),
+        proptest::collection::vec(arb_value(), 0..3).prop_map(|v| ("nin", Value::from(v))),
+        "[ab%_]{0,3}".prop_map(|p| ("like", Value::from(p))),
+    ];
+    (field, op).prop_map(|(f, (op, v))| {
+        if op == "=" {
+            json!({ f: v })
+        } else {
+            json!({ f: { op: v } })
+        }
+    })
+}
+
+fn arb_where() -> impl Strategy<Value = Value> {
+    arb_leaf().prop_recursive(3, 12, 3, |inner| {
+        prop_oneof![
+            proptest::collection::vec(inner.clone(), 0..3).prop_map(|v| json!({ "and": v })),
+            proptest::collection::vec(inner.clone(), 0..3).prop_map(|v| json!({ "or": v })),
+            inner.prop_map(|v| json!({ "not": v })),
+        ]
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 400, ..ProptestConfig::default() })]
+    #[test]
+    fn engine_matches_naive_reference(
+        data in proptest::collection::vec((arb_row(), arb_row(), arb_row()), 0..25),
+        where_ in arb_where(),
+        order in proptest::collection::vec((prop_oneof![Just("a"), Just("b"), Just("c")], any::<bool>()), 0..3),
+        offset in 0usize..5,
+        limit in proptest::option::of(0usize..8),
+    ) {
+        let rows: Vec<Rc<Row>> = data.iter().enumerate().map(|(i, (a, b, c))| {
+            let mut r = Row::new();
+            r.insert("id".into(), Value::from(i as i64));
+            for (k, v) in [("a", a), ("b", b), ("c", c)] {
+                if let Some(v) = v { r.insert(k.into(), v.clone()); }
+            }
+            Rc::new(r)
+        }).collect();
+        let keys: Vec<OrderKey> = order.iter().map(|(f, d)| OrderKey { field: f.to_string(), descending: *d }).collect();
+        let filter = Filter::parse(&model(None), Some(&where_)).unwrap();
+        let got: Vec<i64> = run(&filter, &keys, offset, limit, rows.iter()).iter().map(|r| r["id"].as_i64().unwrap()).collect();
+
+        let mut expected: Vec<&Rc<Row>> = rows.iter().filter(|r| naive_match(&where_, r)).collect();
+        expected.sort_by(|x, y| {
+            for k in &keys {
+                let o = crate::core::value::sort_cmp(x.get(&k.field), y.get(&k.field));
+                let o = if k.descending { o.reverse() } else { o };
+                if o != std::cmp::Ordering::Equal { return o; }
+            }
+            std::cmp::Ordering::Equal
+        });
+        let expected: Vec<i64> = expected.into_iter().skip(offset).take(limit.unwrap_or(usize::MAX))
+            .map(|r| r["id"].as_i64().unwrap()).collect();
+        prop_assert_eq!(got, expected, "where {}", where_);
+    }
+}
