@@ -345,6 +345,8 @@ impl Storage for IdbStorage {
         let put_values = to_js_array(&puts)?;
         let outbox_values = to_js_array(&batch.outbox_put)?;
 
+        // Requests go out when built, so their own futures are dropped unawaited: a failed request
+        // aborts the transaction, and `commit` below reports it.
         let tx =
             db.0.transaction(stores.as_slice())
                 .with_mode(TransactionMode::Readwrite)
@@ -355,25 +357,27 @@ impl Storage for IdbStorage {
             match op {
                 RowOp::Put { model, .. } => {
                     let store = tx.object_store(model).map_err(idb_err)?;
-                    let _ = store
-                        .put(put_values.get(next_put))
-                        .primitive()
-                        .map_err(idb_err)?;
+                    drop(
+                        store
+                            .put(put_values.get(next_put))
+                            .primitive()
+                            .map_err(idb_err)?,
+                    );
                     next_put += 1;
                 }
                 RowOp::Delete { model, key } => {
                     let store = tx.object_store(model).map_err(idb_err)?;
-                    let _ = store.delete(key_js(key)).primitive().map_err(idb_err)?;
+                    drop(store.delete(key_js(key)).primitive().map_err(idb_err)?);
                 }
             }
         }
         if !batch.outbox_put.is_empty() || !batch.outbox_delete.is_empty() {
             let store = tx.object_store(OUTBOX_STORE).map_err(idb_err)?;
             for v in outbox_values.iter() {
-                let _ = store.put(v).primitive().map_err(idb_err)?;
+                drop(store.put(v).primitive().map_err(idb_err)?);
             }
             for id in &batch.outbox_delete {
-                let _ = store.delete(id.as_str()).primitive().map_err(idb_err)?;
+                drop(store.delete(id.as_str()).primitive().map_err(idb_err)?);
             }
         }
         // indexed_db_futures rolls back unless told to commit; this await resolves only once

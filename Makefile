@@ -1,0 +1,48 @@
+# micro-sync: `make demo` builds and serves the demo, `make test` runs every check.
+# Both install what is missing first (.ci/tools.sh), skipping what is already there.
+
+SHELL := /bin/bash
+export PATH := $(CURDIR)/tests/node_modules/.bin:$(HOME)/.cargo/bin:$(PATH)
+WASM_PACK_FLAGS := --mode no-install
+CHROMEDRIVER = $(shell command -v chromedriver)
+
+.PHONY: tools test build demo fmt-check clippy host-test browser-test js-test clean
+
+tools:
+	@bash .ci/tools.sh
+	@if [ ! -x tests/node_modules/.bin/wasm-opt ] || [ tests/package-lock.json -nt tests/node_modules/.package-lock.json ]; then \
+	  echo "[tools] npm ci (tests/)"; cd tests && npm ci --no-audit --no-fund --loglevel=error; fi
+
+test: tools fmt-check clippy host-test browser-test build js-test
+	@echo "make test: all checks passed"
+
+fmt-check:
+	cargo fmt --all -- --check
+
+clippy:
+	cargo clippy --all-targets -- -D warnings
+	cargo clippy --target wasm32-unknown-unknown --all-targets -- -D warnings
+
+host-test:
+	cargo test
+
+browser-test:
+	@bash .ci/browser-test.sh "$(CHROMEDRIVER)"
+
+# Assembles the npm package in pkg/ from wasm-pack output plus pkg-template/.
+build: tools
+	wasm-pack build --release --target web $(WASM_PACK_FLAGS) --out-dir target/wasm-pack --out-name micro_sync
+	rm -rf pkg && mkdir -p pkg
+	cp target/wasm-pack/micro_sync.js target/wasm-pack/micro_sync_bg.wasm pkg/
+	cp -R pkg-template/. pkg/
+	@for f in pkg/micro_sync_bg.wasm pkg/micro_sync.js pkg/index.js; do \
+	  printf '%-24s %8d bytes raw %8d bytes gzip\n' "$$(basename $$f)" "$$(wc -c < $$f)" "$$(gzip -9c $$f | wc -c)"; done
+
+js-test:
+	node --test --test-concurrency=1 tests/js/
+
+demo: build
+	node www/server.mjs
+
+clean:
+	rm -rf pkg target tests/node_modules tests/artifacts

@@ -1,0 +1,169 @@
+// The repository behaviour suite. Runs in the browser page against the built package; every case
+// runs once per storage kind with a fresh, randomly named database.
+import * as ms from "micro-sync";
+import { z } from "zod";
+import * as v from "valibot";
+
+function eq(actual, expected, what = "value") {
+  const a = JSON.stringify(actual);
+  const e = JSON.stringify(expected);
+  if (a !== e) throw new Error(`${what}: expected ${e}, got ${a}`);
+}
+async function rejects(promise, name, pattern) {
+  try {
+    await promise;
+  } catch (e) {
+    if (e.name !== name) throw new Error(`expected ${name}, got ${e.name}: ${e.message}`);
+    if (!(e instanceof ms.MicroSyncError)) throw new Error(`${name} is not a MicroSyncError`);
+    if (pattern && !pattern.test(e.message)) throw new Error(`${name} message ${JSON.stringify(e.message)} does not match ${pattern}`);
+    return e;
+  }
+  throw new Error(`expected ${name}, but it resolved`);
+}
+
+function models() {
+  const users = ms.defineModel("users", {
+    primaryKey: "id",
+    indexes: ["name"],
+    schema: z.object({
+      id: z.string(),
+      name: z.string().min(1),
+      email: z.string().email().optional(),
+      age: z.number().int().optional(),
+      role: z.enum(["admin", "member"]).default("member"),
+    }),
+  });
+  const posts = ms.defineModel("posts", {
+    primaryKey: "id",
+    schema: v.object({
+      id: v.number(),
+      userId: v.string(),
+      title: v.pipe(v.string(), v.minLength(1)),
+      createdAt: v.optional(v.string()),
+    }),
+  });
+  const profiles = ms.defineModel("profiles", { primaryKey: "userId" });
+  // Relations assigned after definition, as the spec allows.
+  users.relations = { posts: ms.hasMany(posts, "id", "userId"), profile: ms.hasOne(profiles, "id", "userId") };
+  posts.relations = { author: ms.belongsTo(users, "userId", "id") };
+  return { users, posts, profiles };
+}
+
+function storageOf(kind) {
+  return kind === "memory" ? ms.createMemoryStorage() : ms.createIndexedDbStorage({ name: `suite-${crypto.randomUUID()}` });
+}
+
+async function seeded(kind) {
+  const storage = storageOf(kind);
+  const db = ms.createSyncOrm({ storage, models: models() });
+  await db.model("users").insert({
+    values: [
+      { id: "u1", name: "Ada Lovelace", age: 36, role: "admin" },
+      { id: "u2", name: "Alan Turing", age: 41 },
+      { id: "u3", name: "Grace Hopper", age: 85, email: "grace@navy.mil" },
+    ],
+  });
+  await db.model("posts").insert({
+    values: [
+      { id: 1, userId: "u1", title: "Notes on the Engine", createdAt: "1843-09-01T00:00:00.000Z" },
+      { id: 2, userId: "u1", title: "Bernoulli numbers", createdAt: "1843-10-01T00:00:00.000Z" },
+      { id: 3, userId: "u2", title: "Computable numbers", createdAt: "1936-11-12T00:00:00.000Z" },
+    ],
+  });
+  await db.model("profiles").insert({ values: { userId: "u3", bio: "COBOL" } });
+  return { db, storage };
+}
+
+export const cases = {
+  async "insert applies schema defaults and select filters, sorts and pages"(kind) {
+    const { db } = await seeded(kind);
+    const users = db.model("users");
+    eq((await users.get("u2")).role, "member", "default from the zod schema");
+    const rows = await users.select({ where: { age: { gte: 36, lt: 90 } }, orderBy: [{ field: "age", direction: "desc" }], limit: 2, offset: 1, fields: ["id", "age"] });
+    eq(rows, [{ id: "u2", age: 41 }, { id: "u1", age: 36 }]);
+    eq(await users.count({ where: { or: [{ name: { ilike: "%TURING" } }, { email: { ne: null } }] } }), 2, "count");
+    eq((await users.select({ where: { name: { fzlike: "grc hpr" } } })).map((r) => r.id), ["u3"], "fzlike");
+    eq((await users.select({ where: { email: null }, orderBy: [{ field: "name" }] })).map((r) => r.id), ["u1", "u2"], "IS NULL");
+    eq((await users.select({ where: { not: { id: { in: ["u1", "u2"] } } } })).map((r) => r.id), ["u3"], "not/in");
+  },
+
+  async "a single insert without a key gets a UUIDv7"(kind) {
+    const { db } = await seeded(kind);
+    const [row] = await db.model("users").insert({ values: { name: "Margaret" } });
+    if (!/^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/.test(row.id)) throw new Error(`not a UUIDv7: ${row.id}`);
+    eq(await db.model("users").get(row.id), row, "stored row");
+  },
+
+  async "update merges and delete removes, both returning the affected rows"(kind) {
+    const { db } = await seeded(kind);
+    const users = db.model("users");
+    const updated = await users.update({ where: { role: "member" }, values: { age: 50 }, returning: { fields: ["id", "age"] } });
+    eq(updated, [{ id: "u2", age: 50 }, { id: "u3", age: 50 }]);
+    eq((await users.get("u3")).email, "grace@navy.mil", "other fields kept");
+    const deleted = await users.delete({ where: { id: "u2" }, returning: { relations: { posts: { fields: ["id"] } } } });
+    eq(deleted.map((r) => [r.id, r.posts]), [["u2", [{ id: 3 }]]]);
+    eq(await users.count(), 2);
+    eq(await users.update({ where: { id: "nobody" }, values: { age: 1 } }), [], "no match, no change");
+  },
+
+  async "relations: hasMany, hasOne, belongsTo with nested options"(kind) {
+    const { db } = await seeded(kind);
+    const rows = await db.model("users").select({
+      orderBy: [{ field: "id" }],
+      fields: ["id"],
+      relations: {
+        posts: { orderBy: [{ field: "createdAt", direction: "desc" }], limit: 1, fields: ["title"], relations: { author: { fields: ["name"] } } },
+        profile: true,
+      },
+    });
+    eq(rows, [
+      { id: "u1", posts: [{ title: "Bernoulli numbers", author: { name: "Ada Lovelace" } }], profile: null },
+      { id: "u2", posts: [{ title: "Computable numbers", author: { name: "Alan Turing" } }], profile: null },
+      { id: "u3", posts: [], profile: { userId: "u3", bio: "COBOL" } },
+    ]);
+    const [post] = await db.model("posts").insert({ values: { id: 9, userId: "u3", title: "Compilers" }, returning: { relations: { author: { fields: ["name"] } } } });
+    eq(post.author, { name: "Grace Hopper" }, "returning.relations");
+  },
+
+  async "validation errors list every issue and change nothing"(kind) {
+    const { db } = await seeded(kind);
+    const users = db.model("users");
+    const e = await rejects(users.insert({ values: [{ id: "x1", name: "" }, { id: "x2", name: "ok", age: 1.5, email: "nope" }] }), "ValidationError");
+    eq(e.issues.map((i) => i.path.join(".")).sort(), ["0.name", "1.age", "1.email"], "issue paths");
+    if (!e.issues.every((i) => typeof i.message === "string" && i.message.length)) throw new Error("issues need messages");
+    eq(await users.count(), 3, "nothing inserted");
+    await rejects(users.update({ where: {}, values: { age: "old" } }), "ValidationError", /age/);
+    eq((await users.get("u1")).age, 36, "nothing updated");
+    const pe = await rejects(db.model("posts").insert({ values: { id: "not a number", userId: "u1", title: "" } }), "ValidationError");
+    eq(pe.issues.map((i) => i.path.join(".")).sort(), ["id", "title"], "valibot issue paths");
+  },
+
+  async "bad queries are refused with named errors"(kind) {
+    const { db } = await seeded(kind);
+    const users = db.model("users");
+    await rejects(users.select({ where: { nmae: "Ada" } }), "QueryError", /unknown field "nmae"/);
+    await rejects(users.select({ where: { age: { between: [1, 2] } } }), "QueryError", /unknown operator "between"/);
+    await rejects(users.select({ where: { age: { in: 3 } } }), "QueryError", /needs an array/);
+    await rejects(users.select({ relations: { comments: true } }), "QueryError", /unknown relation "comments"/);
+    await rejects(users.select({ orderBy: [{ field: "age", direction: "up" }] }), "QueryError");
+    await rejects(users.delete({ where: { id: undefined } }), "QueryError", /undefined/);
+    await rejects(users.delete({}), "QueryError", /needs a where/);
+    await rejects(users.update({ where: { id: "u1" }, values: { id: "u9" } }), "QueryError", /primary key/);
+    await rejects(users.insert({ values: { id: "u1", name: "dup" } }), "ConstraintError", /already exists/);
+    if (!(() => { try { db.model("nobody"); } catch (e) { return e.name === "UnknownModelError"; } })()) throw new Error("UnknownModelError expected");
+    eq(await users.count(), 3, "nothing changed");
+  },
+
+  async "two ORMs on one storage see the same committed data"(kind) {
+    const { db, storage } = await seeded(kind);
+    db.close();
+    await rejects(db.model("users").select(), "DatabaseClosedError");
+    const again = ms.createSyncOrm({ storage, models: models() });
+    eq(await again.model("users").count(), 3);
+    eq((await again.model("posts").select({ where: { title: { like: "%numbers" } } })).length, 2);
+  },
+};
+
+export async function run(kind, name) {
+  await cases[name](kind);
+}

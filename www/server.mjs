@@ -1,0 +1,49 @@
+// A small static server for the demo (and the JS tests): serves www/ at /, the built package at
+// /pkg/, and the test tooling's node_modules at /node_modules/. Loopback only.
+import { createServer } from "node:http";
+import { readFile, stat } from "node:fs/promises";
+import { extname, join, normalize, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const root = resolve(fileURLToPath(new URL("..", import.meta.url)));
+const TYPES = {
+  ".html": "text/html; charset=utf-8",
+  ".js": "text/javascript; charset=utf-8",
+  ".mjs": "text/javascript; charset=utf-8",
+  ".cjs": "text/javascript; charset=utf-8",
+  ".css": "text/css; charset=utf-8",
+  ".json": "application/json",
+  ".wasm": "application/wasm",
+  ".png": "image/png",
+  ".svg": "image/svg+xml",
+};
+const MOUNTS = [
+  ["/pkg/", join(root, "pkg")],
+  ["/node_modules/", join(root, "tests", "node_modules")],
+  ["/tests/", join(root, "tests")],
+  ["/", join(root, "www")],
+];
+
+export function startServer(port = 0) {
+  const server = createServer(async (req, res) => {
+    try {
+      const path = decodeURIComponent(new URL(req.url, "http://x").pathname);
+      const [prefix, dir] = MOUNTS.find(([p]) => path.startsWith(p));
+      let file = normalize(join(dir, path.slice(prefix.length)));
+      if (!file.startsWith(dir)) throw Object.assign(new Error("outside root"), { code: "ENOENT" });
+      if ((await stat(file).catch(() => null))?.isDirectory()) file = join(file, "index.html");
+      const body = await readFile(file);
+      res.writeHead(200, { "content-type": TYPES[extname(file)] ?? "application/octet-stream", "cache-control": "no-store" });
+      res.end(body);
+    } catch (e) {
+      res.writeHead(e.code === "ENOENT" || e.code === "EISDIR" ? 404 : 500, { "content-type": "text/plain" });
+      res.end(e.code === "ENOENT" ? "not found" : String(e.message));
+    }
+  });
+  return new Promise((ok) => server.listen(port, "127.0.0.1", () => ok(server)));
+}
+
+if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  const server = await startServer(Number(process.env.PORT ?? 8080));
+  console.log(`micro-sync demo: http://127.0.0.1:${server.address().port}/`);
+}
