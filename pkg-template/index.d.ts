@@ -135,6 +135,10 @@ export interface Repository<Row, Rels = {}> {
   delete<const R extends Returning<Row, Rels> = {}>(args: { where: Where<Row>; returning?: R }): Promise<ResultRow<Row, Rels, R>[]>;
   count(query?: { where?: Where<Row> }): Promise<number>;
   get(key: Key): Promise<Row | null>;
+  /** Pulls `sync.query(query)` from the backend, merges it, resolves with the local rows. */
+  sync<const Q extends SelectQuery<Row, Rels> = {}>(query?: Q): Promise<ResultRow<Row, Rels, Q>[]>;
+  getSyncStatus(): SyncStatus;
+  subscribeSyncStatus(listener: (status: SyncStatus) => void): () => void;
 }
 
 // ------------------------------------------------------------------ storage and the ORM
@@ -151,14 +155,23 @@ type ByName<M extends ModelsInput> = { [X in ModelUnion<M> as X extends Model<in
 export interface SyncOrmOptions<M extends ModelsInput> {
   storage?: Storage;
   models: M;
+  /** Starts the background loop that drains the outbox. Without it, no loop runs. */
+  engine?: EngineOptions;
 }
 
 export interface SyncOrm<M extends ModelsInput = ModelsInput> {
   /** Resolves once storage is open (every method waits for it anyway). */
   readonly ready: Promise<void>;
   model<N extends keyof ByName<M> & string>(name: N): Repository<RowOf<ByName<M>[N]>, RelsOf<ByName<M>[N]>>;
-  /** Called with the model name after every committed local write. */
+  /** Called with the model name after local data changed (writes, pulls, rollbacks, other tabs). */
   onChange(listener: (model: string) => void): () => void;
+  startEngine(): void;
+  stopEngine(): void;
+  /** Pushes every pending write now, ignoring backoff; resolves when each has been tried. */
+  retryPendingSync(): Promise<void>;
+  pending(): Promise<PendingMutation[]>;
+  discardPending(mutationId: string): Promise<void>;
+  retryPending(mutationId: string): Promise<void>;
   close(): void;
 }
 
@@ -195,3 +208,49 @@ export class QuotaExceededError extends MicroSyncError {
 export class DatabaseClosedError extends MicroSyncError {
   readonly name: "DatabaseClosedError";
 }
+export class SyncError extends MicroSyncError {
+  readonly name: "SyncError";
+}
+
+// ------------------------------------------------------------------ sync
+export interface SyncStatus {
+  readonly online: boolean;
+  readonly engineRunning: boolean;
+  readonly syncing: boolean;
+  readonly pendingCount: number;
+  readonly lastError: string | null;
+  readonly lastSyncedAt: number | null;
+}
+
+export interface NetworkDetector {
+  isOnline(): boolean;
+  /** Calls `listener(online)` on every change; returns the unsubscribe function. */
+  subscribe(listener: (online: boolean) => void): () => void;
+}
+export function createNetworkDetector(): NetworkDetector;
+
+export interface EngineOptions {
+  /** How often to drain the outbox while online (default 30 000). */
+  intervalMs?: number;
+  networkDetector?: NetworkDetector;
+}
+
+export interface PendingMutation {
+  mutationId: string;
+  model: string;
+  action: "insert" | "update" | "delete";
+  /** The primary key written (an array when one write touched several rows). */
+  key: Key | Key[];
+  query: unknown;
+  createdAt: number;
+  attempts: number;
+  lastError: string | null;
+  nextAttemptAt: number;
+}
+
+export interface SyncEngineHandle {
+  start(): void;
+  stop(): void;
+  readonly running: boolean;
+}
+export function createSyncEngine(config: { db: SyncOrm<any>; intervalMs?: number; networkDetector?: NetworkDetector }): SyncEngineHandle;

@@ -44,7 +44,8 @@ export const ConstraintError = errorClass("ConstraintError");
 export const StorageError = errorClass("StorageError");
 export const QuotaExceededError = errorClass("QuotaExceededError");
 export const DatabaseClosedError = errorClass("DatabaseClosedError");
-const ERRORS = { ValidationError, QueryError, UnknownModelError, ConstraintError, StorageError, QuotaExceededError, DatabaseClosedError };
+export const SyncError = errorClass("SyncError");
+const ERRORS = { ValidationError, QueryError, UnknownModelError, ConstraintError, StorageError, QuotaExceededError, DatabaseClosedError, SyncError };
 
 /** Re-raises an engine error as an instance of its named class (keeps name, message, details). */
 function rethrow(e) {
@@ -175,6 +176,40 @@ export function createMemoryStorage() {
   return { kind: "memory", get store() { return (store ??= new MemoryStore()); } };
 }
 
+// ---------------------------------------------------------------- network
+/**
+ * The browser's connectivity: `navigator.onLine` plus window `online`/`offline` events. A custom
+ * detector is any `{ isOnline(): boolean, subscribe(listener): unsubscribe }`.
+ */
+export function createNetworkDetector() {
+  const hasWindow = typeof window !== "undefined" && typeof window.addEventListener === "function";
+  return {
+    isOnline: () => (typeof navigator !== "undefined" && typeof navigator.onLine === "boolean" ? navigator.onLine : true),
+    subscribe(listener) {
+      if (!hasWindow) return () => {};
+      const on = () => listener(true);
+      const off = () => listener(false);
+      window.addEventListener("online", on);
+      window.addEventListener("offline", off);
+      return () => {
+        window.removeEventListener("online", on);
+        window.removeEventListener("offline", off);
+      };
+    },
+  };
+}
+
+function checkDetector(d) {
+  if (!d || typeof d.isOnline !== "function" || typeof d.subscribe !== "function") {
+    throw new QueryError("networkDetector must be { isOnline(): boolean, subscribe(listener): unsubscribe }");
+  }
+  return d;
+}
+
+/** An error thrown by a mutation hook is a rejection when it says it will never succeed. */
+const isPermanent = (e) => e != null && (e.retryable === false || e.permanent === true);
+const messageOf = (e) => (e instanceof Error ? e.message || e.name : typeof e === "string" ? e : JSON.stringify(e) ?? String(e));
+
 // ---------------------------------------------------------------- input checks
 /** JSON drops `undefined`, so `{ id: undefined }` would silently become "every row". Refuse it. */
 function assertDefined(value, path) {
@@ -203,7 +238,7 @@ class Repository {
   }
 
   async #call(method, ...args) {
-    const engine = await this.#orm._engine(this.model);
+    const engine = await this.#orm._engine();
     try {
       return await engine[method](this.name, ...args);
     } catch (e) {
@@ -214,7 +249,11 @@ class Repository {
   #write(kind, ...args) {
     return this.#call(kind, ...args).then((text) => {
       const rows = JSON.parse(text);
-      if (rows.length) this.#orm._changed(this.name);
+      if (rows.length) {
+        this.#orm._changed(this.name);
+        // Optimistic write committed: try to push it now (a no-op offline or when nothing syncs).
+        if (typeof this.model.sync?.mutation === "function") this.#orm._drain(false).catch(() => {});
+      }
       return rows;
     });
   }
@@ -256,6 +295,33 @@ class Repository {
   async delete({ where, returning } = {}) {
     return this.#write("delete", whereArg(where, "delete.where"), json(returning));
   }
+
+  /**
+   * Pulls `model.sync.query(query)` and merges it into local storage: remote rows win unless the
+   * row has pending local writes, which stay applied on top. For an unpaginated query, local rows
+   * it matches that the backend no longer returns (and that have no pending writes) are deleted.
+   * Resolves with the local rows for `query` afterwards.
+   */
+  async sync(query = {}) {
+    assertDefined(query, "sync");
+    if (typeof this.model.sync?.query !== "function") {
+      throw new QueryError(`model "${this.name}" has no sync.query hook to pull with`);
+    }
+    const rows = JSON.parse(await this.#call("pull", json(query)));
+    this.#orm._changed(this.name, true);
+    return rows;
+  }
+
+  /** The current sync status: a frozen object, replaced (never mutated) on every change. */
+  getSyncStatus() {
+    return this.#orm._status(this.name);
+  }
+
+  /** Calls `listener(status)` on every status change. Returns the unsubscribe function. */
+  subscribeSyncStatus(listener) {
+    if (typeof listener !== "function") throw new QueryError("subscribeSyncStatus needs a function");
+    return this.#orm._subscribe(this.name, listener);
+  }
 }
 
 class SyncOrm {
@@ -266,8 +332,15 @@ class SyncOrm {
   #repos = new Map();
   #listeners = new Set();
   #closed = false;
+  #storageName = null;
+  #detector;
+  #loop = null;
+  #statusCache = new Map(); // model -> { json, snapshot }
+  #subscribers = new Map(); // model -> Set(listener)
+  #statusQueued = false;
+  #channel = null;
 
-  constructor({ storage, models }) {
+  constructor({ storage, models, engine }) {
     const list = Array.isArray(models) ? models : Object.values(models ?? {});
     if (!list.length) throw new QueryError("createSyncOrm needs models: { name: defineModel(...) }");
     for (const m of list) {
@@ -278,6 +351,13 @@ class SyncOrm {
       this.#models.set(m.name, m);
     }
     storage ??= createMemoryStorage();
+    this.#detector = checkDetector(engine?.networkDetector ?? createNetworkDetector());
+    if (engine !== undefined) {
+      const intervalMs = engine.intervalMs ?? 30_000;
+      if (!(Number.isFinite(intervalMs) && intervalMs > 0)) throw new QueryError("engine.intervalMs must be a positive number of milliseconds");
+      this.#loop = new SyncEngine(this, { intervalMs, networkDetector: this.#detector });
+    }
+    if (storage.kind === "indexeddb") this.#storageName = storage.name;
     if (storage.kind === "indexeddb" && typeof indexedDB === "undefined") {
       this.#ready = Promise.reject(
         new StorageError("IndexedDB is not available here (server-side rendering or Node); use createMemoryStorage()"),
@@ -292,15 +372,221 @@ class SyncOrm {
   async #open(storage, list) {
     await ensureWasm();
     const descs = JSON.stringify(list.map(describe));
-    const validate = makeValidator(this.#models);
+    const hooks = {
+      validate: makeValidator(this.#models),
+      push: (model, entryJson) => this.#push(model, entryJson),
+      pull: (model, queryJson) => this.#pull(model, queryJson),
+      changed: () => this.#queueStatus(),
+    };
     try {
       this.#engine =
-        storage.kind === "memory" ? Engine.withMemory(descs, storage.store, validate) : Engine.withIndexedDb(descs, storage.name, validate);
+        storage.kind === "memory" ? Engine.withMemory(descs, storage.store, hooks) : Engine.withIndexedDb(descs, storage.name, hooks);
       await this.#engine.open();
+      this.#engine.setOnline(this.#detector.isOnline());
     } catch (e) {
       rethrow(e);
     }
     for (const m of list) this.#relationsSent.set(m.name, m.relations);
+    if (this.#storageName && typeof BroadcastChannel === "function") {
+      this.#channel = new BroadcastChannel(`micro-sync:${this.#storageName}`);
+      this.#channel.onmessage = (e) => this.#onRemoteChange(e.data);
+    }
+    this.#loop?.start();
+  }
+
+  // Runs a model's mutation hook for one outbox entry; never throws into the engine.
+  async #push(modelName, entryJson) {
+    const model = this.#models.get(modelName);
+    const e = JSON.parse(entryJson);
+    try {
+      await model.sync.mutation({ action: e.action, query: e.query, mutationId: e.mutationId, model: modelName });
+      return '{"done":true}';
+    } catch (err) {
+      return JSON.stringify(isPermanent(err) ? { reject: messageOf(err) } : { retry: messageOf(err) });
+    }
+  }
+
+  async #pull(modelName, queryJson) {
+    const rows = await this.#models.get(modelName).sync.query(queryJson ? JSON.parse(queryJson) : {});
+    if (!Array.isArray(rows)) throw new TypeError(`sync.query of "${modelName}" must resolve to an array of rows`);
+    return JSON.stringify(rows);
+  }
+
+  // ------------------------------------------------------------ outbox draining
+  /** Drains the outbox if online. Only one tab drains at a time (Web Locks). */
+  async _drain(force = false) {
+    await this.#ready;
+    if (this.#closed || !this.#detector.isOnline()) return null;
+    const run = async () => {
+      // Another tab may have pushed entries since this tab last looked: re-read the outbox.
+      await this.#engine.reload("[]");
+      const report = await this.#engine.drain(force);
+      return report ? JSON.parse(report) : null;
+    };
+    const locks = typeof navigator !== "undefined" ? navigator.locks : undefined;
+    let report;
+    try {
+      report =
+        locks && this.#storageName
+          ? await locks.request(`micro-sync:${this.#storageName}:outbox`, force ? {} : { ifAvailable: true }, (lock) => (lock ? run() : null))
+          : await run();
+    } catch (e) {
+      rethrow(e);
+    }
+    if (report && report.pushed + report.rejected > 0) {
+      const synced = [...this.#models.values()].filter((m) => typeof m.sync?.mutation === "function").map((m) => m.name);
+      this.#broadcast(synced);
+      if (report.rejected) for (const m of synced) this._changed(m, false);
+    }
+    return report;
+  }
+
+  /** Pushes every pending write now (ignoring backoff); resolves when each has been tried. */
+  async retryPendingSync() {
+    await this._drain(true);
+  }
+
+  /** Starts the background loop (see `createSyncOrm({ engine })`). */
+  startEngine() {
+    this.#loop ??= new SyncEngine(this, { intervalMs: 30_000, networkDetector: this.#detector });
+    this.#loop.start();
+  }
+
+  /** Stops the background loop; writes stay queued until it starts again. */
+  stopEngine() {
+    this.#loop?.stop();
+  }
+
+  _setRunning(running) {
+    this.#ready.then(() => !this.#closed && this.#engine.setRunning(running)).catch(() => {});
+  }
+
+  _setOnline(online) {
+    this.#ready.then(() => !this.#closed && this.#engine.setOnline(online)).catch(() => {});
+  }
+
+  /** Pending outbox entries, oldest first: `{ mutationId, model, action, key, attempts, lastError, ... }`. */
+  async pending() {
+    await this.#ready;
+    return JSON.parse(this.#engine.pending()).map((e) => {
+      const keys = e.before.map((b) => b.key);
+      return {
+        mutationId: e.mutationId,
+        model: e.model,
+        action: e.action,
+        key: keys.length === 1 ? keys[0] : keys,
+        query: e.query,
+        createdAt: e.createdAt,
+        attempts: e.attempts,
+        lastError: e.lastError,
+        nextAttemptAt: e.nextAttemptAt,
+      };
+    });
+  }
+
+  /** Drops a pending write and rolls its local change back. */
+  async discardPending(mutationId) {
+    const engine = await this._engine();
+    const model = JSON.parse(engine.pending()).find((e) => e.mutationId === mutationId)?.model;
+    try {
+      await engine.discardPending(String(mutationId));
+    } catch (e) {
+      rethrow(e);
+    }
+    if (model) {
+      this._changed(model, true);
+    }
+  }
+
+  /** Clears a pending write's backoff and pushes now. */
+  async retryPending(mutationId) {
+    const engine = await this._engine();
+    try {
+      await engine.retryPending(String(mutationId));
+    } catch (e) {
+      rethrow(e);
+    }
+    await this._drain(false);
+  }
+
+  // ------------------------------------------------------------ status snapshots
+  _status(model) {
+    this.model(model);
+    let cached = this.#statusCache.get(model);
+    if (!cached && this.#engine && !this.#closed) {
+      try {
+        const text = this.#engine.status(model);
+        cached = { json: text, snapshot: Object.freeze(JSON.parse(text)) };
+        this.#statusCache.set(model, cached);
+      } catch {
+        // Not open yet: the default snapshot below.
+      }
+    }
+    return (
+      cached?.snapshot ??
+      Object.freeze({ online: this.#detector.isOnline(), engineRunning: false, syncing: false, pendingCount: 0, lastError: null, lastSyncedAt: null })
+    );
+  }
+
+  _subscribe(model, listener) {
+    this.model(model);
+    let set = this.#subscribers.get(model);
+    if (!set) this.#subscribers.set(model, (set = new Set()));
+    set.add(listener);
+    return () => set.delete(listener);
+  }
+
+  // Coalesces the engine's change signals; snapshots are rebuilt after the change completed.
+  #queueStatus() {
+    if (this.#statusQueued) return;
+    this.#statusQueued = true;
+    queueMicrotask(() => {
+      this.#statusQueued = false;
+      if (!this.#engine || this.#closed) return;
+      for (const name of this.#models.keys()) {
+        let text;
+        try {
+          text = this.#engine.status(name);
+        } catch {
+          return;
+        }
+        const cached = this.#statusCache.get(name);
+        if (cached?.json === text) continue;
+        const snapshot = Object.freeze(JSON.parse(text));
+        this.#statusCache.set(name, { json: text, snapshot });
+        for (const fn of [...(this.#subscribers.get(name) ?? [])]) {
+          try {
+            fn(snapshot);
+          } catch (e) {
+            queueMicrotask(() => {
+              throw e;
+            });
+          }
+        }
+      }
+    });
+  }
+
+  // ------------------------------------------------------------ other tabs
+  #broadcast(models) {
+    try {
+      this.#channel?.postMessage({ models });
+    } catch {
+      // A closed channel: nothing to tell.
+    }
+  }
+
+  async #onRemoteChange(data) {
+    const models = (data?.models ?? []).filter((m) => this.#models.has(m));
+    if (this.#closed || !this.#engine) return;
+    try {
+      await this.#engine.reload(JSON.stringify(models));
+    } catch {
+      return;
+    }
+    for (const m of models) this._changed(m, false);
+    // Another tab finished a drain or wrote: if this tab runs the loop, look at the queue now.
+    if (this.#loop?.running) this._drain(false).catch(() => {});
   }
 
   /** Resolves once storage is open (every method waits for it anyway). */
@@ -308,7 +594,7 @@ class SyncOrm {
     return this.#ready;
   }
 
-  async _engine(model) {
+  async _engine() {
     await this.#ready;
     if (this.#closed) throw new DatabaseClosedError("the database is closed; create a new one with createSyncOrm()");
     // Relations may be assigned after createSyncOrm: resend any model whose object changed.
@@ -345,7 +631,9 @@ class SyncOrm {
     return () => this.#listeners.delete(fn);
   }
 
-  _changed(model) {
+  /** After local data of `model` changed; `announce` tells other tabs too. */
+  _changed(model, announce = true) {
+    if (announce) this.#broadcast([model]);
     for (const fn of [...this.#listeners]) {
       try {
         fn(model);
@@ -359,10 +647,68 @@ class SyncOrm {
 
   /** Closes the database. Further calls reject with DatabaseClosedError. */
   close() {
+    this.#loop?.stop();
     this.#closed = true;
     this.#engine?.close();
+    this.#channel?.close();
     this.#listeners.clear();
+    this.#subscribers.clear();
   }
+}
+
+/**
+ * The background loop: drains the outbox every `intervalMs` while online and at once when the
+ * network comes back. Owned by a SyncOrm; `createSyncEngine` builds one for advanced set-ups.
+ */
+class SyncEngine {
+  #orm;
+  #intervalMs;
+  #detector;
+  #timer = null;
+  #unsubscribe = null;
+
+  constructor(orm, { intervalMs, networkDetector }) {
+    this.#orm = orm;
+    this.#intervalMs = intervalMs;
+    this.#detector = networkDetector;
+  }
+
+  get running() {
+    return this.#timer !== null;
+  }
+
+  start() {
+    if (this.running) return;
+    const tick = () => this.#orm._drain(false).catch(() => {});
+    this.#timer = setInterval(tick, this.#intervalMs);
+    this.#unsubscribe = this.#detector.subscribe((online) => {
+      const now = typeof online === "boolean" ? online : this.#detector.isOnline();
+      this.#orm._setOnline(now);
+      if (now) tick();
+    });
+    this.#orm._setRunning(true);
+    this.#orm._setOnline(this.#detector.isOnline());
+    tick();
+  }
+
+  stop() {
+    if (!this.running) return;
+    clearInterval(this.#timer);
+    this.#timer = null;
+    this.#unsubscribe?.();
+    this.#unsubscribe = null;
+    this.#orm._setRunning(false);
+  }
+}
+
+/**
+ * A background sync loop for `db` (one created without `engine`). Returns `{ start, stop,
+ * running }`; `db.startEngine()` / `db.stopEngine()` cover the common case.
+ */
+export function createSyncEngine({ db, intervalMs = 30_000, networkDetector } = {}) {
+  if (!(db instanceof SyncOrm)) throw new QueryError("createSyncEngine needs { db } from createSyncOrm()");
+  const loop = new SyncEngine(db, { intervalMs, networkDetector: checkDetector(networkDetector ?? createNetworkDetector()) });
+  return { start: () => loop.start(), stop: () => loop.stop(), get running() { return loop.running; } };
 }
 
 /** Creates the ORM. Storage opens in the background; every method waits for it. */

@@ -27,6 +27,9 @@ pub enum Error {
         dom_name: Option<String>,
         message: String,
     },
+    /// The backend could not be reached or answered with an error (pull), or an outbox operation
+    /// named an unknown mutation.
+    Sync(String),
     /// The database was closed and cannot be used any more.
     Closed,
 }
@@ -47,6 +50,7 @@ impl Error {
                 "QuotaExceededError"
             }
             Error::Storage { .. } => "StorageError",
+            Error::Sync(_) => "SyncError",
             Error::Closed => "DatabaseClosedError",
         }
     }
@@ -81,7 +85,7 @@ impl fmt::Display for Error {
                 }
                 Ok(())
             }
-            Error::Query(m) | Error::Constraint(m) => f.write_str(m),
+            Error::Query(m) | Error::Constraint(m) | Error::Sync(m) => f.write_str(m),
             Error::UnknownModel(m) => write!(
                 f,
                 "unknown model \"{m}\": pass it in createSyncOrm({{ models }}) before using it"

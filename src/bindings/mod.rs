@@ -7,17 +7,18 @@
 mod convert;
 mod storage;
 
-use crate::core::db::Db;
+use crate::core::db::{Db, Env};
 use crate::core::schema::{ModelDef, RelationDef};
-use convert::{from_json, opt_json, to_js_error, to_json, JsValidator};
+use convert::{from_json, opt_json, to_js_error, to_json, JsRemote, JsValidator};
 use js_sys::Promise;
 use std::collections::BTreeMap;
 use std::rc::Rc;
 use storage::AnyStorage;
 use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::future_to_promise;
 
-type CoreDb = Db<AnyStorage, JsValidator>;
+type CoreDb = Db<AnyStorage, JsValidator, JsRemote>;
 
 /// In-memory storage shared by every engine created on it.
 #[wasm_bindgen(js_name = MemoryStore)]
@@ -38,8 +39,38 @@ impl MemoryStore {
 pub struct Engine {
     storage: AnyStorage,
     models: Vec<ModelDef>,
-    validate: js_sys::Function,
+    hooks: Hooks,
     db: Rc<std::cell::RefCell<Option<Rc<CoreDb>>>>,
+}
+
+/// The wrapper's JS callbacks: `validate(model, rowsJson)`, `push(model, entryJson)`,
+/// `pull(model, queryJson)` and `changed()` (status or data changed).
+#[derive(Clone)]
+struct Hooks {
+    validate: js_sys::Function,
+    push: js_sys::Function,
+    pull: js_sys::Function,
+    changed: js_sys::Function,
+}
+
+impl Hooks {
+    fn from_js(hooks: &JsValue) -> Result<Hooks, JsValue> {
+        let get = |name: &str| -> Result<js_sys::Function, JsValue> {
+            js_sys::Reflect::get(hooks, &JsValue::from_str(name))?
+                .dyn_into()
+                .map_err(|_| {
+                    JsValue::from(js_sys::Error::new(&format!(
+                        "engine hook {name} must be a function"
+                    )))
+                })
+        };
+        Ok(Hooks {
+            validate: get("validate")?,
+            push: get("push")?,
+            pull: get("pull")?,
+            changed: get("changed")?,
+        })
+    }
 }
 
 fn run<F>(fut: F) -> Promise
@@ -52,53 +83,65 @@ where
 #[wasm_bindgen(js_class = Engine)]
 impl Engine {
     /// An engine over memory storage. `models_json` is the wrapper's model description list;
-    /// `validate(model, rowsJson)` returns (a promise of) `{"ok": rows}` or `{"issues": [...]}` JSON.
+    /// `hooks` holds the wrapper callbacks described on [`Hooks`].
     #[wasm_bindgen(js_name = withMemory)]
     pub fn with_memory(
         models_json: &str,
         store: &MemoryStore,
-        validate: js_sys::Function,
+        hooks: JsValue,
     ) -> Result<Engine, JsValue> {
-        Self::create(
-            models_json,
-            AnyStorage::Memory(store.inner.clone()),
-            validate,
-        )
+        Self::create(models_json, AnyStorage::Memory(store.inner.clone()), &hooks)
     }
 
     #[wasm_bindgen(js_name = withIndexedDb)]
     pub fn with_indexed_db(
         models_json: &str,
         name: &str,
-        validate: js_sys::Function,
+        hooks: JsValue,
     ) -> Result<Engine, JsValue> {
         Self::create(
             models_json,
             AnyStorage::IndexedDb(crate::storage::indexeddb::IdbStorage::new(name)),
-            validate,
+            &hooks,
         )
     }
 
-    fn create(
-        models_json: &str,
-        storage: AnyStorage,
-        validate: js_sys::Function,
-    ) -> Result<Engine, JsValue> {
+    fn create(models_json: &str, storage: AnyStorage, hooks: &JsValue) -> Result<Engine, JsValue> {
         let models: Vec<ModelDef> = from_json(models_json).map_err(to_js_error)?;
         Ok(Engine {
             storage,
             models,
-            validate,
+            hooks: Hooks::from_js(hooks)?,
             db: Rc::default(),
         })
     }
 
     /// Opens (and if needed upgrades) the storage. Must resolve before any other call.
     pub fn open(&self) -> Promise {
-        let (storage, models, slot) = (self.storage.clone(), self.models.clone(), self.db.clone());
-        let validator = JsValidator::new(self.validate.clone());
+        let (storage, models, slot, hooks) = (
+            self.storage.clone(),
+            self.models.clone(),
+            self.db.clone(),
+            self.hooks.clone(),
+        );
+        let validator = JsValidator::new(hooks.validate.clone());
+        let pushing = models
+            .iter()
+            .filter(|m| m.has_mutation)
+            .map(|m| m.name.clone())
+            .collect();
+        let remote = JsRemote::new(hooks.push.clone(), hooks.pull.clone(), pushing);
         run(async move {
-            let db = Db::open(storage, validator, models, js_sys::Date::now).await?;
+            let env = Env {
+                now: js_sys::Date::now,
+                random: js_sys::Math::random,
+            };
+            let db = Db::open(storage, validator, remote, models, env).await?;
+            let changed = hooks.changed.clone();
+            // Never throw into Rust from the listener: the wrapper's callback catches its own errors.
+            db.set_listener(Some(Box::new(move || {
+                let _ = changed.call0(&JsValue::NULL);
+            })));
             *slot.borrow_mut() = Some(Rc::new(db));
             Ok(JsValue::UNDEFINED)
         })
@@ -183,8 +226,77 @@ impl Engine {
     }
 
     /// Outbox entries, oldest first, as JSON text.
-    pub fn pending(&self) -> Promise {
-        self.with_db(move |db| async move { to_json(&db.pending().await?) })
+    pub fn pending(&self) -> Result<String, JsValue> {
+        let run = || -> crate::Result<String> {
+            serde_json::to_string(&self.db()?.pending()?)
+                .map_err(|e| crate::Error::storage(e.to_string()))
+        };
+        run().map_err(to_js_error)
+    }
+
+    /// The sync status snapshot of one model, as JSON text.
+    pub fn status(&self, model: &str) -> Result<String, JsValue> {
+        let run = || -> crate::Result<String> {
+            serde_json::to_string(&self.db()?.status(model)?)
+                .map_err(|e| crate::Error::storage(e.to_string()))
+        };
+        run().map_err(to_js_error)
+    }
+
+    /// Records whether the background loop runs (the loop itself lives in the wrapper).
+    #[wasm_bindgen(js_name = setRunning)]
+    pub fn set_running(&self, running: bool) -> Result<(), JsValue> {
+        let db = self.db().map_err(to_js_error)?;
+        if running { db.start() } else { db.stop() }.map_err(to_js_error)
+    }
+
+    #[wasm_bindgen(js_name = setOnline)]
+    pub fn set_online(&self, online: bool) -> Result<(), JsValue> {
+        self.db().map_err(to_js_error)?.set_online(online);
+        Ok(())
+    }
+
+    /// Pushes due entries; resolves with a JSON report, or `null` if a drain is already running.
+    pub fn drain(&self, force: bool) -> Promise {
+        self.with_db(move |db| async move {
+            match db.drain(force).await? {
+                Some(report) => to_json(&report),
+                None => Ok(JsValue::NULL),
+            }
+        })
+    }
+
+    /// Pulls from the backend and merges; resolves with the JSON rows for the query.
+    pub fn pull(&self, model: String, query: String) -> Promise {
+        self.with_db(move |db| async move {
+            let q = opt_json(&query)?;
+            to_json(&db.pull(&model, q.as_ref()).await?)
+        })
+    }
+
+    #[wasm_bindgen(js_name = discardPending)]
+    pub fn discard_pending(&self, mutation_id: String) -> Promise {
+        self.with_db(move |db| async move {
+            db.discard_pending(&mutation_id).await?;
+            Ok(JsValue::UNDEFINED)
+        })
+    }
+
+    #[wasm_bindgen(js_name = retryPending)]
+    pub fn retry_pending(&self, mutation_id: String) -> Promise {
+        self.with_db(move |db| async move {
+            db.retry_pending(&mutation_id).await?;
+            Ok(JsValue::UNDEFINED)
+        })
+    }
+
+    /// Another tab changed these models (JSON array of names) or the outbox.
+    pub fn reload(&self, models_json: String) -> Promise {
+        self.with_db(move |db| async move {
+            let models: Vec<String> = from_json(&models_json)?;
+            db.reload(&models).await?;
+            Ok(JsValue::UNDEFINED)
+        })
     }
 
     pub fn close(&self) {

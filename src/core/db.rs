@@ -7,8 +7,11 @@
 use super::engine::Engine;
 use super::outbox::OutboxEntry;
 use super::query::{Filter, Select};
+use super::retry::Backoff;
 use super::schema::{ModelDef, RelationDef, Schema};
-use crate::error::{Error, Result};
+use super::status::{EngineEvent, StatusBoard, SyncStatus};
+use super::value::Row;
+use crate::error::{Error, Issue, Result};
 use crate::storage::Storage;
 use futures::lock::Mutex;
 use serde_json::Value;
@@ -20,6 +23,79 @@ use std::collections::BTreeMap;
 #[allow(async_fn_in_trait)]
 pub trait Validator {
     async fn validate(&self, model: &str, rows: Vec<Value>) -> Result<Vec<Value>>;
+
+    /// Validates rows one by one (pulled rows: an invalid one is skipped, not fatal).
+    async fn validate_each(&self, model: &str, rows: Vec<Value>) -> Vec<Result<Value>> {
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            out.push(
+                self.validate(model, vec![row])
+                    .await
+                    .and_then(|mut v| v.pop().ok_or(Error::Closed)),
+            );
+        }
+        out
+    }
+}
+
+/// How a push ended.
+#[derive(Clone, Debug, PartialEq)]
+pub enum PushOutcome {
+    /// The backend accepted it (or had already: it deduplicates by `mutationId`).
+    Done,
+    /// A transient failure: keep the entry and try again later.
+    Retry(String),
+    /// The backend refused it for good: drop the entry and roll the change back.
+    Reject(String),
+}
+
+/// The app's backend, reached through each model's `sync` hooks.
+#[allow(async_fn_in_trait)]
+pub trait Remote {
+    /// Whether `model` has a `sync.mutation` hook.
+    fn can_push(&self, model: &str) -> bool;
+    async fn push(&self, entry: &OutboxEntry) -> PushOutcome;
+    /// Rows the backend returns for `query` (`sync.query`).
+    async fn pull(
+        &self,
+        model: &str,
+        query: Option<&Value>,
+    ) -> std::result::Result<Vec<Value>, String>;
+}
+
+/// A backend that is never there: local-only databases and tests.
+pub struct NoRemote;
+
+impl Remote for NoRemote {
+    fn can_push(&self, _model: &str) -> bool {
+        false
+    }
+    async fn push(&self, _entry: &OutboxEntry) -> PushOutcome {
+        PushOutcome::Retry("no backend".into())
+    }
+    async fn pull(
+        &self,
+        model: &str,
+        _query: Option<&Value>,
+    ) -> std::result::Result<Vec<Value>, String> {
+        Err(format!("model \"{model}\" has no sync.query hook"))
+    }
+}
+
+/// Time and randomness, injected so the core stays deterministic under test.
+#[derive(Clone, Copy)]
+pub struct Env {
+    pub now: fn() -> f64,
+    pub random: fn() -> f64,
+}
+
+/// What one drain did.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+pub struct DrainReport {
+    pub pushed: usize,
+    pub retried: usize,
+    pub rejected: usize,
+    pub remaining: usize,
 }
 
 /// Accepts every row unchanged.
@@ -31,32 +107,299 @@ impl Validator for NoValidation {
     }
 }
 
-pub struct Db<S, V> {
+pub struct Db<S, V, R = NoRemote> {
     storage: S,
     validator: V,
+    remote: R,
     engine: RefCell<Engine>,
     writes: Mutex<()>,
-    clock: fn() -> f64,
+    env: Env,
+    backoff: Backoff,
+    status: RefCell<StatusBoard>,
+    listener: RefCell<Option<Box<dyn Fn()>>>,
     closed: Cell<bool>,
 }
 
-impl<S: Storage, V: Validator> Db<S, V> {
+impl<S: Storage, V: Validator, R: Remote> Db<S, V, R> {
     pub async fn open(
         storage: S,
         validator: V,
+        remote: R,
         models: Vec<ModelDef>,
-        clock: fn() -> f64,
+        env: Env,
     ) -> Result<Self> {
         let schema = Schema::new(models)?;
         storage.open(&schema).await?;
+        let mut engine = Engine::new(schema);
+        engine.set_outbox(storage.load_outbox().await?);
         Ok(Db {
             storage,
             validator,
-            engine: RefCell::new(Engine::new(schema)),
+            remote,
+            engine: RefCell::new(engine),
             writes: Mutex::new(()),
-            clock,
+            env,
+            backoff: Backoff::default(),
+            status: RefCell::new(StatusBoard::default()),
+            listener: RefCell::new(None),
             closed: Cell::new(false),
         })
+    }
+
+    /// Called (with no arguments) after every change of any status snapshot or of stored data.
+    pub fn set_listener(&self, f: Option<Box<dyn Fn()>>) {
+        *self.listener.borrow_mut() = f;
+    }
+
+    fn notify(&self) {
+        if let Some(f) = self.listener.borrow().as_ref() {
+            f();
+        }
+    }
+
+    pub fn status(&self, model: &str) -> Result<SyncStatus> {
+        let engine = self.engine.borrow();
+        engine.schema.model(model)?;
+        Ok(self
+            .status
+            .borrow()
+            .snapshot(model, engine.pending_count(model)))
+    }
+
+    fn engine_event(&self, event: EngineEvent) -> Result<()> {
+        self.status.borrow_mut().apply(event)?;
+        self.notify();
+        Ok(())
+    }
+
+    pub fn start(&self) -> Result<()> {
+        self.engine_event(EngineEvent::Start)
+    }
+
+    pub fn stop(&self) -> Result<()> {
+        self.engine_event(EngineEvent::Stop)
+    }
+
+    pub fn set_online(&self, online: bool) {
+        if self.status.borrow().online != online {
+            self.status.borrow_mut().online = online;
+            self.notify();
+        }
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.status.borrow().engine.draining()
+    }
+
+    /// Pushes due outbox entries in creation order until the queue is empty, an entry fails
+    /// (it then waits for its backoff, and so does everything after it: a later write never
+    /// overtakes an earlier one), or the network goes offline. `force` ignores backoff.
+    /// Returns `None` when another drain is already running.
+    pub async fn drain(&self, force: bool) -> Result<Option<DrainReport>> {
+        self.check_open()?;
+        if self.is_draining() {
+            return Ok(None);
+        }
+        self.engine_event(EngineEvent::DrainBegin)?;
+        let result = self.drain_inner(force).await;
+        self.engine_event(EngineEvent::DrainEnd)?;
+        result.map(Some)
+    }
+
+    async fn drain_inner(&self, force: bool) -> Result<DrainReport> {
+        let mut report = DrainReport::default();
+        let mut tried = std::collections::HashSet::new();
+        loop {
+            if !self.status.borrow().online || self.closed.get() {
+                break;
+            }
+            let head = self.engine.borrow().outbox().first().cloned();
+            let Some(entry) = head else { break };
+            let now = (self.env.now)();
+            if (!force && entry.next_attempt_at > now) || !tried.insert(entry.mutation_id.clone()) {
+                break;
+            }
+            if !self.remote.can_push(&entry.model) {
+                // Written by a model that no longer pushes: nothing can deliver it.
+                break;
+            }
+            let outcome = self.remote.push(&entry).await;
+            let _guard = self.writes.lock().await;
+            if !self
+                .engine
+                .borrow()
+                .outbox()
+                .iter()
+                .any(|e| e.mutation_id == entry.mutation_id)
+            {
+                continue; // discarded while the push was in flight
+            }
+            let now = (self.env.now)();
+            match outcome {
+                PushOutcome::Done => {
+                    let batch = self.engine.borrow().plan_push_done(&entry.mutation_id)?;
+                    self.commit(&batch).await?;
+                    let mut status = self.status.borrow_mut();
+                    let m = status.model_mut(&entry.model);
+                    m.last_synced_at = Some(now);
+                    if !m.last_error_is_rejection {
+                        m.last_error = None;
+                    }
+                    report.pushed += 1;
+                }
+                PushOutcome::Retry(msg) => {
+                    let delay = self.backoff.delay(entry.attempts + 1, (self.env.random)());
+                    let batch = self.engine.borrow().plan_push_retry(
+                        &entry.mutation_id,
+                        &msg,
+                        now + delay,
+                    )?;
+                    self.commit(&batch).await?;
+                    self.set_error(&entry.model, msg, false);
+                    report.retried += 1;
+                    self.notify();
+                    break;
+                }
+                PushOutcome::Reject(msg) => {
+                    self.ensure_loaded(std::slice::from_ref(&entry.model))
+                        .await?;
+                    let batch = self.engine.borrow().plan_rollback(&entry.mutation_id)?;
+                    self.commit(&batch).await?;
+                    let action = format!("{:?}", entry.action).to_lowercase();
+                    self.set_error(
+                        &entry.model,
+                        format!("{action} {} rejected: {msg}", entry.mutation_id),
+                        true,
+                    );
+                    report.rejected += 1;
+                }
+            }
+            self.notify();
+        }
+        report.remaining = self.engine.borrow().outbox().len();
+        Ok(report)
+    }
+
+    fn set_error(&self, model: &str, msg: String, rejection: bool) {
+        let mut status = self.status.borrow_mut();
+        let m = status.model_mut(model);
+        m.last_error = Some(msg);
+        m.last_error_is_rejection = rejection;
+    }
+
+    /// Pulls `sync.query(query)` and merges it (see [`Engine::plan_pull`]); resolves with the
+    /// local rows for `query` afterwards. Invalid remote rows are skipped and reported in the
+    /// model's `lastError`.
+    pub async fn pull(&self, model: &str, query: Option<&Value>) -> Result<Vec<Value>> {
+        let sel = Select::parse(&self.engine.borrow().schema, model, query)?;
+        self.status.borrow_mut().model_mut(model).pulling += 1;
+        self.notify();
+        let result = self.pull_inner(model, query, &sel).await;
+        {
+            let mut status = self.status.borrow_mut();
+            let m = status.model_mut(model);
+            m.pulling -= 1;
+            m.last_error_is_rejection = false;
+            match &result {
+                Ok(skipped) => {
+                    m.last_synced_at = Some((self.env.now)());
+                    m.last_error = skipped.clone();
+                }
+                Err(e) => m.last_error = Some(e.to_string()),
+            }
+        }
+        self.notify();
+        result?;
+        self.select(model, query).await
+    }
+
+    async fn pull_inner(
+        &self,
+        model: &str,
+        query: Option<&Value>,
+        sel: &Select,
+    ) -> Result<Option<String>> {
+        let remote = self.remote.pull(model, query).await.map_err(Error::Sync)?;
+        let has_schema = self.engine.borrow().schema.model(model)?.has_schema;
+        let checked = if has_schema {
+            self.validator.validate_each(model, remote).await
+        } else {
+            remote.into_iter().map(Ok).collect()
+        };
+        let mut rows: Vec<Row> = Vec::with_capacity(checked.len());
+        let mut skipped: Vec<Issue> = Vec::new();
+        for (i, r) in checked.into_iter().enumerate() {
+            match r {
+                Ok(Value::Object(o)) => rows.push(o),
+                Ok(other) => skipped.push(Issue {
+                    path: vec![i.to_string()],
+                    message: format!("not an object: {other}"),
+                }),
+                Err(Error::Validation { issues, .. }) => {
+                    skipped.extend(issues.into_iter().map(|mut is| {
+                        is.path.insert(0, i.to_string());
+                        is
+                    }))
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let unpaginated = sel.limit.is_none() && sel.offset == 0;
+        let _guard = self.writes.lock().await;
+        self.ensure_loaded(&[model.to_string()]).await?;
+        let batch =
+            self.engine
+                .borrow()
+                .plan_pull(model, rows, unpaginated.then_some(&sel.filter))?;
+        self.commit(&batch).await?;
+        Ok((!skipped.is_empty()).then(|| {
+            let first = &skipped[0];
+            format!(
+                "pull skipped invalid rows from the backend ({} issues; first: {}: {})",
+                skipped.len(),
+                first.path.join("."),
+                first.message
+            )
+        }))
+    }
+
+    /// Drops a pending write and rolls its local change back, as if the backend had rejected it.
+    pub async fn discard_pending(&self, mutation_id: &str) -> Result<()> {
+        let _guard = self.writes.lock().await;
+        let model = self
+            .engine
+            .borrow()
+            .outbox()
+            .iter()
+            .find(|e| e.mutation_id == mutation_id)
+            .map(|e| e.model.clone());
+        let model =
+            model.ok_or_else(|| Error::Sync(format!("no pending mutation {mutation_id}")))?;
+        self.ensure_loaded(&[model]).await?;
+        let batch = self.engine.borrow().plan_rollback(mutation_id)?;
+        self.commit(&batch).await
+    }
+
+    /// Makes a pending write due now (its backoff is cleared); the next drain pushes it.
+    pub async fn retry_pending(&self, mutation_id: &str) -> Result<()> {
+        let _guard = self.writes.lock().await;
+        let batch = self
+            .engine
+            .borrow()
+            .plan_due_now(mutation_id, (self.env.now)())?;
+        self.commit(&batch).await
+    }
+
+    /// Another tab changed `models` or the outbox: forget cached rows and re-read the outbox.
+    pub async fn reload(&self, models: &[String]) -> Result<()> {
+        let _guard = self.writes.lock().await;
+        for m in models {
+            self.engine.borrow_mut().unload(m);
+        }
+        let entries = self.storage.load_outbox().await?;
+        self.engine.borrow_mut().set_outbox(entries);
+        self.notify();
+        Ok(())
     }
 
     fn check_open(&self) -> Result<()> {
@@ -155,7 +498,7 @@ impl<S: Storage, V: Validator> Db<S, V> {
         let (batch, affected) = self
             .engine
             .borrow()
-            .build_insert(model, rows, (self.clock)())?;
+            .build_insert(model, rows, (self.env.now)())?;
         self.commit(&batch).await?;
         self.engine.borrow().returning(&ret, &affected)
     }
@@ -176,7 +519,7 @@ impl<S: Storage, V: Validator> Db<S, V> {
         let (batch, affected) =
             self.engine
                 .borrow()
-                .build_update(model, rows, values, (self.clock)())?;
+                .build_update(model, rows, values, (self.env.now)())?;
         self.commit(&batch).await?;
         self.engine.borrow().returning(&ret, &affected)
     }
@@ -195,7 +538,7 @@ impl<S: Storage, V: Validator> Db<S, V> {
         let batch = self
             .engine
             .borrow()
-            .build_delete(model, &rows, (self.clock)())?;
+            .build_delete(model, &rows, (self.env.now)())?;
         self.commit(&batch).await?;
         self.engine.borrow().returning(&ret, &rows)
     }
@@ -218,12 +561,14 @@ impl<S: Storage, V: Validator> Db<S, V> {
         }
         self.storage.commit(batch).await?;
         self.engine.borrow_mut().apply(batch);
+        self.notify();
         Ok(())
     }
 
-    pub async fn pending(&self) -> Result<Vec<OutboxEntry>> {
+    /// Pending outbox entries, oldest first.
+    pub fn pending(&self) -> Result<Vec<OutboxEntry>> {
         self.check_open()?;
-        self.storage.load_outbox().await
+        Ok(self.engine.borrow().outbox().to_vec())
     }
 
     pub fn close(&self) {

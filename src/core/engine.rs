@@ -9,6 +9,7 @@ use super::outbox::{Action, Before, OutboxEntry};
 use super::query::{parse_fields, parse_relations, run, Filter, Op, Select};
 use super::relations::{materialize, Tables};
 use super::schema::{ModelDef, Schema};
+use super::sync;
 use super::table::Table;
 use super::value::{Key, Row};
 use crate::error::{Error, Result};
@@ -19,6 +20,8 @@ use std::rc::Rc;
 pub struct Engine {
     pub schema: Schema,
     tables: Tables,
+    /// Pending outbox entries, oldest first (mirrors the storage's outbox store).
+    outbox: Vec<OutboxEntry>,
 }
 
 /// What a write returns: `returning: { fields, relations }` parsed up front, so a bad option fails
@@ -31,7 +34,27 @@ impl Engine {
         Engine {
             schema,
             tables: HashMap::new(),
+            outbox: Vec::new(),
         }
+    }
+
+    /// Replaces the in-memory outbox with what storage holds.
+    pub fn set_outbox(&mut self, mut entries: Vec<OutboxEntry>) {
+        entries.sort_by(|a, b| a.mutation_id.cmp(&b.mutation_id));
+        self.outbox = entries;
+    }
+
+    pub fn outbox(&self) -> &[OutboxEntry] {
+        &self.outbox
+    }
+
+    pub fn pending_count(&self, model: &str) -> usize {
+        self.outbox.iter().filter(|e| e.model == model).count()
+    }
+
+    /// Forgets a model's rows so the next read loads them again (another tab changed them).
+    pub fn unload(&mut self, model: &str) {
+        self.tables.remove(model);
     }
 
     pub fn is_loaded(&self, model: &str) -> bool {
@@ -376,8 +399,19 @@ impl Engine {
         Ok(batch)
     }
 
-    /// Applies a committed batch to the loaded tables.
+    /// Applies a committed batch to the loaded tables and the in-memory outbox.
     pub fn apply(&mut self, batch: &Batch) {
+        self.outbox
+            .retain(|e| !batch.outbox_delete.contains(&e.mutation_id));
+        for e in &batch.outbox_put {
+            match self
+                .outbox
+                .binary_search_by(|x| x.mutation_id.cmp(&e.mutation_id))
+            {
+                Ok(i) => self.outbox[i] = e.clone(),
+                Err(i) => self.outbox.insert(i, e.clone()),
+            }
+        }
         for op in &batch.rows {
             match op {
                 RowOp::Put { model, key, row } => {
@@ -392,6 +426,196 @@ impl Engine {
                 }
             }
         }
+    }
+}
+
+impl Engine {
+    fn entry(&self, mutation_id: &str) -> Result<&OutboxEntry> {
+        self.outbox
+            .iter()
+            .find(|e| e.mutation_id == mutation_id)
+            .ok_or_else(|| Error::Sync(format!("no pending mutation {mutation_id}")))
+    }
+
+    /// A push succeeded: the entry leaves the queue, and for every row it touched the confirmed
+    /// base advances (its effect applied to its base) and passes to the next pending entry there.
+    pub fn plan_push_done(&self, mutation_id: &str) -> Result<Batch> {
+        let done = self.entry(mutation_id)?;
+        let def = self.schema.model(&done.model)?;
+        let mut batch = Batch {
+            outbox_delete: vec![mutation_id.to_string()],
+            ..Batch::default()
+        };
+        for before in &done.before {
+            let Some(key) = Key::from_value(&before.key) else {
+                continue;
+            };
+            let touching: Vec<&OutboxEntry> = self
+                .outbox
+                .iter()
+                .filter(|e| sync::touches(e, &def.name, &key))
+                .collect();
+            if touching.first().map(|e| e.mutation_id.as_str()) != Some(mutation_id) {
+                continue; // an older entry on this row still holds the base
+            }
+            if let Some(next) = touching.get(1) {
+                let confirmed = sync::step(before.row.clone(), &sync::effect(done, def, &key));
+                rebase_in(&mut batch.outbox_put, next, &key, confirmed);
+            }
+        }
+        Ok(batch)
+    }
+
+    /// A push failed and will be retried at `next_attempt_at`.
+    pub fn plan_push_retry(
+        &self,
+        mutation_id: &str,
+        error: &str,
+        next_attempt_at: f64,
+    ) -> Result<Batch> {
+        let mut e = self.entry(mutation_id)?.clone();
+        e.attempts += 1;
+        e.last_error = Some(error.to_string());
+        e.next_attempt_at = next_attempt_at;
+        Ok(Batch {
+            outbox_put: vec![e],
+            ..Batch::default()
+        })
+    }
+
+    /// Makes an entry due now (`db.retryPending(id)`).
+    pub fn plan_due_now(&self, mutation_id: &str, now: f64) -> Result<Batch> {
+        let mut e = self.entry(mutation_id)?.clone();
+        e.next_attempt_at = now;
+        Ok(Batch {
+            outbox_put: vec![e],
+            ..Batch::default()
+        })
+    }
+
+    /// The entry is rejected (or discarded): it leaves the queue, and every row it touched is
+    /// rebuilt from its confirmed base with the surviving pending entries replayed (see
+    /// [`crate::core::sync`]). The model's table must be loaded.
+    pub fn plan_rollback(&self, mutation_id: &str) -> Result<Batch> {
+        let rejected = self.entry(mutation_id)?;
+        let def = self.schema.model(&rejected.model)?;
+        let mut batch = Batch {
+            outbox_delete: vec![mutation_id.to_string()],
+            ..Batch::default()
+        };
+        let mut rebased: Vec<OutboxEntry> = Vec::new();
+        for before in &rejected.before {
+            let Some(key) = Key::from_value(&before.key) else {
+                continue;
+            };
+            let touching: Vec<&OutboxEntry> = self
+                .outbox
+                .iter()
+                .filter(|e| sync::touches(e, &def.name, &key))
+                .collect();
+            let base = sync::base_of(&touching, &key).unwrap_or(None);
+            let survivors: Vec<&OutboxEntry> = touching
+                .iter()
+                .copied()
+                .filter(|e| e.mutation_id != mutation_id)
+                .collect();
+            let row = sync::replay(base.clone(), &survivors, def, &key);
+            // The rejected entry held the base: hand it to the next entry on this row.
+            if touching
+                .first()
+                .is_some_and(|e| e.mutation_id == mutation_id)
+            {
+                if let Some(next) = survivors.first() {
+                    rebase_in(&mut rebased, next, &key, base);
+                }
+            }
+            batch.rows.push(row_op(&def.name, key, row));
+        }
+        batch.outbox_put = rebased;
+        Ok(batch)
+    }
+
+    /// Merges rows pulled from the backend. Rows without pending writes take the remote version;
+    /// rows with pending writes take it as their new base with the writes replayed on top. With
+    /// `deletions` (an unpaginated query's filter), local rows matching it that the backend did
+    /// not return and that have no pending writes are deleted.
+    pub fn plan_pull(
+        &self,
+        model: &str,
+        remote: Vec<Row>,
+        deletions: Option<&Filter>,
+    ) -> Result<Batch> {
+        let def = self.schema.model(model)?;
+        let table = self.table(model)?;
+        let mut batch = Batch::default();
+        let mut seen = HashSet::new();
+        for (i, row) in remote.into_iter().enumerate() {
+            let key =
+                row_key(def, &row).map_err(|e| Error::Sync(format!("pulled row {i}: {e}")))?;
+            seen.insert(key.clone());
+            let touching: Vec<&OutboxEntry> = self
+                .outbox
+                .iter()
+                .filter(|e| sync::touches(e, model, &key))
+                .collect();
+            if touching.is_empty() {
+                if table.get(&key).is_none_or(|r| **r != row) {
+                    batch.rows.push(RowOp::Put {
+                        model: model.to_string(),
+                        key,
+                        row: Rc::new(row),
+                    });
+                }
+                continue;
+            }
+            let local = sync::replay(Some(row.clone()), &touching, def, &key);
+            rebase_in(&mut batch.outbox_put, touching[0], &key, Some(row));
+            batch.rows.push(row_op(model, key, local));
+        }
+        if let Some(filter) = deletions {
+            for r in table.iter().filter(|r| filter.matches(r)) {
+                let key = row_key(def, r)?;
+                if !seen.contains(&key)
+                    && !self.outbox.iter().any(|e| sync::touches(e, model, &key))
+                {
+                    batch.rows.push(RowOp::Delete {
+                        model: model.to_string(),
+                        key,
+                    });
+                }
+            }
+        }
+        Ok(batch)
+    }
+}
+
+/// Sets `key`'s base in the copy of `entry` kept in `updated` (adding the copy if needed), so an
+/// entry touched for several rows is written once with every change.
+fn rebase_in(updated: &mut Vec<OutboxEntry>, entry: &OutboxEntry, key: &Key, base: Option<Row>) {
+    let i = match updated
+        .iter()
+        .position(|e| e.mutation_id == entry.mutation_id)
+    {
+        Some(i) => i,
+        None => {
+            updated.push(entry.clone());
+            updated.len() - 1
+        }
+    };
+    sync::set_base(&mut updated[i], key, base);
+}
+
+fn row_op(model: &str, key: Key, row: Option<Row>) -> RowOp {
+    match row {
+        Some(r) => RowOp::Put {
+            model: model.to_string(),
+            key,
+            row: Rc::new(r),
+        },
+        None => RowOp::Delete {
+            model: model.to_string(),
+            key,
+        },
     }
 }
 

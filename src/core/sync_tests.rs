@@ -1,0 +1,227 @@
+use super::*;
+use crate::core::batch::Batch;
+use crate::core::engine::Engine;
+use crate::core::query::Filter;
+use crate::core::schema::Schema;
+use proptest::prelude::*;
+use serde_json::json;
+use std::collections::BTreeMap;
+
+fn row(v: Value) -> Row {
+    v.as_object().unwrap().clone()
+}
+
+#[test]
+fn replay_truth_table() {
+    let r = row(json!({"id": 1, "a": 1, "b": 1}));
+    let patch = Effect::Patch(row(json!({"b": 2})));
+    let ins = Effect::Insert(row(json!({"id": 1, "a": 9})));
+    assert_eq!(
+        step(Some(r.clone()), &ins),
+        Some(row(json!({"id": 1, "a": 9})))
+    );
+    assert_eq!(step(None, &ins), Some(row(json!({"id": 1, "a": 9}))));
+    assert_eq!(
+        step(Some(r.clone()), &patch),
+        Some(row(json!({"id": 1, "a": 1, "b": 2})))
+    );
+    assert_eq!(step(None, &patch), None);
+    assert_eq!(step(Some(r), &Effect::Delete), None);
+    assert_eq!(step(None, &Effect::Delete), None);
+}
+
+fn engine() -> Engine {
+    let m: ModelDef =
+        serde_json::from_value(json!({ "name": "t", "primaryKey": "id", "hasMutation": true }))
+            .unwrap();
+    let mut e = Engine::new(Schema::new(vec![m]).unwrap());
+    e.load("t", vec![]).unwrap();
+    e
+}
+
+/// Plans and applies a local write as the database does.
+fn write(e: &mut Engine, op: &Op) {
+    let filter =
+        |k: i64| Filter::parse(e.schema.model("t").unwrap(), Some(&json!({ "id": k }))).unwrap();
+    let batch = match op {
+        Op::Upsert(k, v) => {
+            if e.get("t", &json!(k)).unwrap().is_some() {
+                let rows = e.plan_update("t", &filter(*k), &json!({ "v": v })).unwrap();
+                e.build_update("t", rows, &json!({ "v": v }), 0.0)
+                    .unwrap()
+                    .0
+            } else {
+                e.build_insert("t", vec![json!({ "id": k, "v": v })], 0.0)
+                    .unwrap()
+                    .0
+            }
+        }
+        Op::Delete(k) => {
+            let rows = e.plan_delete("t", &filter(*k)).unwrap();
+            e.build_delete("t", &rows, 0.0).unwrap()
+        }
+        _ => unreachable!(),
+    };
+    e.apply(&batch);
+}
+
+fn state(e: &Engine) -> BTreeMap<i64, i64> {
+    let sel = crate::core::query::Select::parse(&e.schema, "t", None).unwrap();
+    e.select(&sel)
+        .unwrap()
+        .iter()
+        .map(|r| (r["id"].as_i64().unwrap(), r["v"].as_i64().unwrap()))
+        .collect()
+}
+
+#[test]
+fn rejecting_a_middle_write_keeps_later_ones() {
+    let mut e = engine();
+    write(&mut e, &Op::Upsert(1, 10)); // insert
+    write(&mut e, &Op::Upsert(1, 20)); // update
+    write(&mut e, &Op::Upsert(1, 30)); // update
+    let middle = e.outbox()[1].mutation_id.clone();
+    let batch = e.plan_rollback(&middle).unwrap();
+    e.apply(&batch);
+    assert_eq!(
+        state(&e),
+        BTreeMap::from([(1, 30)]),
+        "later write still applied"
+    );
+    let first = e.outbox()[0].mutation_id.clone();
+    let batch = e.plan_rollback(&first).unwrap();
+    e.apply(&batch);
+    assert_eq!(
+        state(&e),
+        BTreeMap::new(),
+        "without its insert, the update has nothing to patch"
+    );
+    assert_eq!(e.outbox().len(), 1);
+    assert_eq!(
+        e.outbox()[0].before[0].row,
+        None,
+        "the surviving entry inherits the confirmed base"
+    );
+}
+
+#[test]
+fn pull_rebases_pending_rows_and_deletes_vanished_ones() {
+    let mut e = engine();
+    e.load(
+        "t",
+        vec![
+            row(json!({"id": 1, "v": 1})),
+            row(json!({"id": 2, "v": 2})),
+            row(json!({"id": 3, "v": 3})),
+        ],
+    )
+    .unwrap();
+    write(&mut e, &Op::Upsert(2, 20)); // pending update on row 2
+    let remote = vec![
+        row(json!({"id": 1, "v": 100, "extra": true})),
+        row(json!({"id": 2, "v": 200, "extra": true})),
+    ];
+    let all = Filter::All;
+    let batch = e.plan_pull("t", remote, Some(&all)).unwrap();
+    e.apply(&batch);
+    let sel = crate::core::query::Select::parse(&e.schema, "t", None).unwrap();
+    let rows = e.select(&sel).unwrap();
+    assert_eq!(
+        rows,
+        vec![
+            json!({"id": 1, "v": 100, "extra": true}),
+            json!({"id": 2, "v": 20, "extra": true})
+        ]
+    );
+    assert_eq!(
+        e.outbox()[0].before[0].row,
+        Some(row(json!({"id": 2, "v": 200, "extra": true}))),
+        "remote is the new base"
+    );
+    // A paginated pull never deletes.
+    let batch: Batch = e.plan_pull("t", vec![], None).unwrap();
+    assert!(batch.rows.is_empty());
+}
+
+#[derive(Clone, Debug)]
+enum Op {
+    Upsert(i64, i64),
+    Delete(i64),
+    PushOk,
+    PushReject,
+    Pull,
+}
+
+fn arb_op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        3 => (0i64..4, 0i64..100).prop_map(|(k, v)| Op::Upsert(k, v)),
+        1 => (0i64..4).prop_map(Op::Delete),
+        2 => Just(Op::PushOk),
+        1 => Just(Op::PushReject),
+        1 => Just(Op::Pull),
+    ]
+}
+
+/// The backend applies an entry as the demo backend would (update/delete of a missing row: no-op).
+fn backend_apply(backend: &mut BTreeMap<i64, i64>, e: &OutboxEntry) {
+    match e.action {
+        Action::Insert => {
+            for r in e.query["values"].as_array().unwrap() {
+                backend.insert(r["id"].as_i64().unwrap(), r["v"].as_i64().unwrap());
+            }
+        }
+        Action::Update => {
+            for k in e.query["where"]["id"]["in"].as_array().unwrap() {
+                let k = k.as_i64().unwrap();
+                if let Some(v) = backend.get_mut(&k) {
+                    *v = e.query["values"]["v"].as_i64().unwrap();
+                }
+            }
+        }
+        Action::Delete => {
+            for k in e.query["where"]["id"]["in"].as_array().unwrap() {
+                backend.remove(&k.as_i64().unwrap());
+            }
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+    /// For any interleaving of local writes, accepted pushes, rejections and pulls, the local
+    /// state equals the backend's state with the surviving pending writes replayed in order.
+    #[test]
+    fn local_state_is_confirmed_state_plus_pending(ops in proptest::collection::vec(arb_op(), 1..40)) {
+        let mut e = engine();
+        let mut backend: BTreeMap<i64, i64> = BTreeMap::new();
+        for op in &ops {
+            match op {
+                Op::Upsert(..) | Op::Delete(_) => write(&mut e, op),
+                Op::PushOk => {
+                    if let Some(head) = e.outbox().first().cloned() {
+                        backend_apply(&mut backend, &head);
+                        let b = e.plan_push_done(&head.mutation_id).unwrap();
+                        e.apply(&b);
+                    }
+                }
+                Op::PushReject => {
+                    if let Some(head) = e.outbox().first().cloned() {
+                        let b = e.plan_rollback(&head.mutation_id).unwrap();
+                        e.apply(&b);
+                    }
+                }
+                Op::Pull => {
+                    let rows = backend.iter().map(|(k, v)| row(json!({"id": k, "v": v}))).collect();
+                    let b = e.plan_pull("t", rows, Some(&Filter::All)).unwrap();
+                    e.apply(&b);
+                }
+            }
+            // Expected: the backend with every pending entry applied, in order.
+            let mut expected = backend.clone();
+            for p in e.outbox() {
+                backend_apply(&mut expected, p);
+            }
+            prop_assert_eq!(state(&e), expected, "after {:?}", op);
+        }
+    }
+}
