@@ -24,9 +24,11 @@ const MOUNTS = [
   ["/", join(root, "www")],
 ];
 
-export function startServer(port = 0) {
+/** `api(req, res)` may answer a request first (return true when it did). */
+export function startServer(port = 0, api = null) {
   const server = createServer(async (req, res) => {
     try {
+      if (api && (await api(req, res))) return;
       const path = decodeURIComponent(new URL(req.url, "http://x").pathname);
       const [prefix, dir] = MOUNTS.find(([p]) => path.startsWith(p));
       let file = normalize(join(dir, path.slice(prefix.length)));

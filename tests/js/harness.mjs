@@ -15,8 +15,8 @@ export const CHROMIUM_ARGS = [
   "--disable-extensions",
 ];
 
-export async function launch() {
-  const server = await startServer(0);
+export async function launch({ api = null } = {}) {
+  const server = await startServer(0, api);
   const origin = `http://127.0.0.1:${server.address().port}`;
   const browser = await chromium.launch({ executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium", args: CHROMIUM_ARGS });
   const errors = [];
@@ -25,8 +25,8 @@ export async function launch() {
     browser,
     errors,
     /** A fresh context (empty profile) with the test page loaded. */
-    async page(path = "/tests/js/page.html") {
-      const context = await browser.newContext();
+    async page(path = "/tests/js/page.html", context = null) {
+      context ??= await browser.newContext();
       const page = await context.newPage();
       page.on("pageerror", (e) => errors.push(e));
       await page.goto(origin + path);

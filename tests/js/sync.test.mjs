@@ -1,0 +1,129 @@
+// Sync end to end in headless Chromium: a counting HTTP backend, real offline/online events
+// (context.setOffline), a permanent rejection, and two tabs sharing one database.
+import { test, before, after, beforeEach } from "node:test";
+import assert from "node:assert/strict";
+import { launch } from "./harness.mjs";
+
+const deliveries = new Map(); // mutationId -> times received
+const rows = new Map();
+
+async function body(req) {
+  let text = "";
+  for await (const chunk of req) text += chunk;
+  return JSON.parse(text);
+}
+
+async function api(req, res) {
+  if (req.url === "/api/push" && req.method === "POST") {
+    const m = await body(req);
+    deliveries.set(m.mutationId, (deliveries.get(m.mutationId) ?? 0) + 1);
+    if (JSON.stringify(m.query).includes("forbidden")) {
+      res.writeHead(422).end("title not allowed");
+      return true;
+    }
+    if (m.action === "insert") for (const r of m.query.values) rows.set(r.id, r);
+    if (m.action === "update") for (const id of m.query.where.id.in) if (rows.has(id)) rows.set(id, { ...rows.get(id), ...m.query.values });
+    if (m.action === "delete") for (const id of m.query.where.id.in) rows.delete(id);
+    res.writeHead(200, { "content-type": "application/json" }).end("{}");
+    return true;
+  }
+  if (req.url === "/api/rows") {
+    res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify([...rows.values()]));
+    return true;
+  }
+  return false;
+}
+
+let env;
+before(async () => (env = await launch({ api })));
+after(async () => env?.close());
+beforeEach(() => {
+  deliveries.clear();
+  rows.clear();
+});
+
+const dbName = () => `sync-${Math.random().toString(36).slice(2)}`;
+const setup = (page, name) => page.evaluate(async (n) => (await import("/tests/js/sync-client.js")).setup(n), name);
+const status = (page) => page.evaluate(() => window.db.model("todos").getSyncStatus());
+const waitPending = (page, n) =>
+  page.waitForFunction((n) => window.db.model("todos").getSyncStatus().pendingCount === n, n, { timeout: 15000 });
+
+test("offline writes queue, then drain once when the browser comes back online", async () => {
+  const page = await env.page();
+  await setup(page, dbName());
+  await page.context().setOffline(true);
+  await page.waitForFunction(() => window.db.model("todos").getSyncStatus().online === false);
+  await page.evaluate(async () => {
+    const todos = window.db.model("todos");
+    for (const id of ["a", "b", "c"]) await todos.insert({ values: { id, title: `task ${id}`, done: false } });
+    await todos.update({ where: { id: "b" }, values: { done: true } });
+  });
+  await waitPending(page, 4);
+  let s = await status(page);
+  assert.equal(s.online, false);
+  assert.equal(s.engineRunning, true);
+  assert.equal(deliveries.size, 0, "nothing is pushed while offline");
+  assert.equal((await page.evaluate(() => window.db.model("todos").count())), 3, "optimistic writes are readable at once");
+
+  await page.context().setOffline(false);
+  await waitPending(page, 0);
+  s = await status(page);
+  assert.equal(s.online, true);
+  assert.equal(s.lastError, null);
+  assert.ok(s.lastSyncedAt > 0);
+  assert.equal(deliveries.size, 4);
+  assert.deepEqual([...deliveries.values()], [1, 1, 1, 1], "each mutation delivered exactly once");
+  assert.deepEqual(rows.get("b"), { id: "b", title: "task b", done: true }, "applied in order");
+
+  const seen = await page.evaluate(() => ({
+    frozen: window.statuses.every(Object.isFrozen),
+    offlineFour: window.statuses.some((s) => !s.online && s.pendingCount === 4),
+    distinct: new Set(window.statuses).size === window.statuses.length,
+  }));
+  assert.deepEqual(seen, { frozen: true, offlineFour: true, distinct: true });
+  await page.context().close();
+});
+
+test("a permanent rejection rolls the row back and reports lastError", async () => {
+  const page = await env.page();
+  await setup(page, dbName());
+  await page.evaluate(() => window.db.model("todos").insert({ values: { id: "x", title: "fine" } }));
+  await waitPending(page, 0);
+  await page.evaluate(() => window.db.model("todos").update({ where: { id: "x" }, values: { title: "forbidden" } }));
+  await waitPending(page, 0);
+  const row = await page.evaluate(() => window.db.model("todos").get("x"));
+  assert.deepEqual(row, { id: "x", title: "fine" }, "rolled back to the confirmed state");
+  const s = await status(page);
+  assert.match(s.lastError, /rejected: title not allowed/);
+  const pulled = await page.evaluate(() => window.db.model("todos").sync());
+  assert.deepEqual(pulled, [{ id: "x", title: "fine" }], "pull agrees with the backend");
+  await page.context().close();
+});
+
+test("two tabs: one drainer at a time, each mutation delivered once, pending counts shared", async () => {
+  const context = await env.browser.newContext();
+  const name = dbName();
+  const a = await env.page("/tests/js/page.html", context);
+  const b = await env.page("/tests/js/page.html", context);
+  await setup(a, name);
+  await setup(b, name);
+  await context.setOffline(true);
+  await a.evaluate(async () => {
+    for (let i = 0; i < 5; i++) await window.db.model("todos").insert({ values: { id: `a${i}`, title: "from A" } });
+  });
+  await waitPending(b, 5); // tab B sees tab A's pending writes
+  await b.evaluate(async () => {
+    for (let i = 0; i < 5; i++) await window.db.model("todos").insert({ values: { id: `b${i}`, title: "from B" } });
+  });
+  await waitPending(a, 10);
+  assert.equal(await a.evaluate(() => window.db.model("todos").count()), 10, "tab A reads tab B's rows");
+
+  await context.setOffline(false);
+  await waitPending(a, 0);
+  await waitPending(b, 0);
+  // Both engines keep ticking; give them a few intervals to prove nothing is sent twice.
+  await a.waitForTimeout(600);
+  assert.equal(deliveries.size, 10);
+  assert.ok([...deliveries.values()].every((n) => n === 1), `duplicates: ${JSON.stringify([...deliveries])}`);
+  await context.close();
+});
