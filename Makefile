@@ -6,14 +6,14 @@ export PATH := $(CURDIR)/tests/node_modules/.bin:$(HOME)/.cargo/bin:$(PATH)
 WASM_PACK_FLAGS := --mode no-install
 CHROMEDRIVER = $(shell command -v chromedriver)
 
-.PHONY: tools test build demo fmt-check clippy host-test browser-test js-test clean
+.PHONY: tools test build demo fmt-check clippy host-test browser-test type-test js-test clean
 
 tools:
 	@bash .ci/tools.sh
 	@if [ ! -x tests/node_modules/.bin/wasm-opt ] || [ tests/package-lock.json -nt tests/node_modules/.package-lock.json ]; then \
 	  echo "[tools] npm ci (tests/)"; cd tests && npm ci --no-audit --no-fund --loglevel=error; fi
 
-test: tools fmt-check clippy host-test browser-test build js-test
+test: tools fmt-check clippy host-test browser-test build type-test js-test
 	@echo "make test: all checks passed"
 
 fmt-check:
@@ -37,6 +37,10 @@ build: tools
 	cp -R pkg-template/. pkg/
 	@for f in pkg/micro_sync_bg.wasm pkg/micro_sync.js pkg/index.js; do \
 	  printf '%-24s %8d bytes raw %8d bytes gzip\n' "$$(basename $$f)" "$$(wc -c < $$f)" "$$(gzip -9c $$f | wc -c)"; done
+
+type-test:
+	tsc -p tests/types
+	@echo "type-test: tests/types/usage.ts type-checks against pkg/*.d.ts"
 
 js-test:
 	node --test --test-concurrency=1 tests/js/

@@ -148,9 +148,14 @@ export interface Storage {
 export function createIndexedDbStorage(options?: { name?: string }): Storage;
 export function createMemoryStorage(): Storage;
 
-type ModelsInput = Record<string, AnyModel> | readonly AnyModel[];
+export type ModelsInput = Record<string, AnyModel> | readonly AnyModel[];
 type ModelUnion<M extends ModelsInput> = M extends readonly (infer U)[] ? U : M[keyof M];
 type ByName<M extends ModelsInput> = { [X in ModelUnion<M> as X extends Model<infer N, any, any> ? N : never]: X };
+
+/** Names of the models in a `models` input. */
+export type ModelName<M extends ModelsInput> = keyof ByName<M> & string;
+/** The repository type of model `N`. */
+export type RepositoryOf<M extends ModelsInput, N extends ModelName<M>> = Repository<RowOf<ByName<M>[N]>, RelsOf<ByName<M>[N]>>;
 
 export interface SyncOrmOptions<M extends ModelsInput> {
   storage?: Storage;
@@ -162,7 +167,7 @@ export interface SyncOrmOptions<M extends ModelsInput> {
 export interface SyncOrm<M extends ModelsInput = ModelsInput> {
   /** Resolves once storage is open (every method waits for it anyway). */
   readonly ready: Promise<void>;
-  model<N extends keyof ByName<M> & string>(name: N): Repository<RowOf<ByName<M>[N]>, RelsOf<ByName<M>[N]>>;
+  model<N extends ModelName<M>>(name: N): RepositoryOf<M, N>;
   /** Called with the model name after local data changed (writes, pulls, rollbacks, other tabs). */
   onChange(listener: (model: string) => void): () => void;
   startEngine(): void;

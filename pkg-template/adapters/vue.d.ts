@@ -1,8 +1,5 @@
 import type { ShallowRef } from "vue";
-import type { AnyModel, EngineOptions, Repository, SyncOrm, SyncOrmOptions, SyncStatus } from "../index.js";
-
-type ModelsInput = Record<string, AnyModel> | readonly AnyModel[];
-type RepoOf<M extends ModelsInput, N extends string> = SyncOrm<M>["model"] extends (name: N) => infer R ? R : never;
+import type { EngineOptions, ModelName, ModelsInput, Repository, RepositoryOf, SyncOrm, SyncOrmOptions, SyncStatus } from "../index.js";
 
 export type UseRepo<R> = R extends Repository<infer Row, infer Rels>
   ? Omit<Repository<Row, Rels>, "name"> & { rows: ShallowRef<Row[]>; status: ShallowRef<SyncStatus> }
@@ -10,14 +7,11 @@ export type UseRepo<R> = R extends Repository<infer Row, infer Rels>
 
 export interface UseSyncOrm<M extends ModelsInput> {
   db: SyncOrm<M>;
-  useRepo<N extends Parameters<SyncOrm<M>["model"]>[0]>(name: N): UseRepo<RepoOf<M, N>>;
+  useRepo<N extends ModelName<M>>(name: N): UseRepo<RepositoryOf<M, N>>;
 }
 
 export function useSyncOrm<const M extends ModelsInput>(
   options: Omit<SyncOrmOptions<M>, "engine"> & { engine?: EngineOptions | false },
 ): UseSyncOrm<M>;
 export const useSycnOrm: typeof useSyncOrm;
-export function useRepo<M extends ModelsInput, N extends Parameters<SyncOrm<M>["model"]>[0]>(
-  sync: UseSyncOrm<M>,
-  name: N,
-): UseRepo<RepoOf<M, N>>;
+export function useRepo<M extends ModelsInput, N extends ModelName<M>>(sync: UseSyncOrm<M>, name: N): UseRepo<RepositoryOf<M, N>>;

@@ -1,0 +1,105 @@
+// Type tests: every line here must compile, and each `@ts-expect-error` must be an error.
+// Checked by `tsc -p tests/types` in `make test`.
+import { z } from "zod";
+import * as v from "valibot";
+import {
+  belongsTo, createIndexedDbStorage, createMemoryStorage, createSyncOrm, defineModel, hasMany, hasOne,
+  type SyncStatus, ValidationError,
+} from "micro-sync";
+import { useSyncOrm } from "micro-sync/adapters/vue";
+
+type Equal<A, B> = (<T>() => T extends A ? 1 : 2) extends <T>() => T extends B ? 1 : 2 ? true : false;
+const expectType = <T>(_: T) => {};
+const assertEqual = <A, B>(_: Equal<A, B>) => {};
+
+const posts = defineModel("posts", {
+  primaryKey: "id",
+  schema: z.object({ id: z.string(), userId: z.string(), title: z.string(), views: z.number() }),
+});
+const profiles = defineModel("profiles", {
+  primaryKey: "userId",
+  schema: v.object({ userId: v.string(), bio: v.string() }),
+});
+const users = defineModel("users", {
+  primaryKey: "id",
+  schema: z.object({ id: z.string(), name: z.string(), age: z.number().optional(), active: z.boolean() }),
+  indexes: ["name"],
+  relations: { posts: hasMany(posts, "id", "userId"), profile: hasOne(profiles, "id", "userId") },
+});
+const comments = defineModel("comments", { primaryKey: "id" });
+const postsWithAuthor = defineModel("posts2", {
+  primaryKey: "id",
+  schema: z.object({ id: z.string(), userId: z.string() }),
+  relations: { author: belongsTo(users, "userId", "id") },
+});
+
+const db = createSyncOrm({ storage: createIndexedDbStorage({ name: "t" }), models: { users, posts, profiles, comments, postsWithAuthor } });
+createSyncOrm({ storage: createMemoryStorage(), models: [users, posts] });
+
+async function usage() {
+  const u = db.model("users");
+  const rows = await u.select({ where: { name: { ilike: "a%" }, age: { gte: 18 }, or: [{ active: true }, { age: null }] } });
+  assertEqual<typeof rows, { id: string; name: string; age?: number | undefined; active: boolean }[]>(true);
+
+  const picked = await u.select({ fields: ["id", "name"], orderBy: [{ field: "age", direction: "desc" }], limit: 10 });
+  assertEqual<typeof picked, { id: string; name: string }[]>(true);
+
+  const withRels = await u.select({ relations: { posts: { fields: ["title"] }, profile: true } });
+  expectType<{ title: string }[]>(withRels[0].posts);
+  expectType<{ userId: string; bio: string } | null>(withRels[0].profile);
+
+  const authored = await db.model("posts2").select({ relations: { author: { fields: ["name"] } } });
+  expectType<{ name: string } | null>(authored[0].author);
+
+  const inserted = await u.insert({ values: { name: "Ada", active: true }, returning: { fields: ["id"] } });
+  assertEqual<typeof inserted, { id: string }[]>(true);
+  await u.update({ where: { id: "1" }, values: { age: 37 } });
+  await u.delete({ where: { id: { in: ["1", "2"] } } });
+  const one = await u.get("1");
+  expectType<{ name: string } | null>(one);
+  const n: number = await u.count({ where: { active: false } });
+  const free = await db.model("comments").select({ where: { anything: 1 } });
+  expectType<Record<string, unknown>[]>(free);
+
+  const status: SyncStatus = u.getSyncStatus();
+  const off: () => void = u.subscribeSyncStatus((s) => expectType<number>(s.pendingCount));
+  await db.retryPendingSync();
+  const pending = await db.pending();
+  expectType<string>(pending[0].mutationId);
+
+  try {
+    await u.insert({ values: { name: "x", active: true } });
+  } catch (e) {
+    if (e instanceof ValidationError) expectType<string[]>(e.issues[0].path);
+  }
+
+  // @ts-expect-error unknown model
+  db.model("nobody");
+  // @ts-expect-error unknown field in where
+  await u.select({ where: { nmae: "Ada" } });
+  // @ts-expect-error wrong operand type
+  await u.select({ where: { age: { gt: true } } });
+  // @ts-expect-error like on a number field
+  await u.select({ where: { age: { like: "1%" } } });
+  // @ts-expect-error unknown relation
+  await u.select({ relations: { comments: true } });
+  // @ts-expect-error unknown orderBy field
+  await u.select({ orderBy: [{ field: "nope" }] });
+  // @ts-expect-error fields must exist
+  await u.select({ fields: ["nope"] });
+  // @ts-expect-error values must match the row type
+  await u.update({ where: { id: "1" }, values: { age: "old" } });
+  void [n, status, off];
+}
+
+function vueUsage() {
+  const sync = useSyncOrm({ storage: createMemoryStorage(), models: { users, posts } });
+  const repo = sync.useRepo("users");
+  expectType<string>(repo.rows.value[0].name);
+  expectType<boolean>(repo.status.value.online);
+  // @ts-expect-error unknown model
+  sync.useRepo("nobody");
+}
+
+void usage;
+void vueUsage;
