@@ -73,11 +73,12 @@ impl Hooks {
     }
 }
 
-fn run<F>(fut: F) -> Promise
-where
-    F: std::future::Future<Output = crate::Result<JsValue>> + 'static,
-{
-    future_to_promise(async move { fut.await.map_err(to_js_error) })
+/// One non-generic path to a JS promise: boxing keeps a single `future_to_promise` instance in
+/// the .wasm instead of one per exported method.
+fn run(fut: impl std::future::Future<Output = crate::Result<JsValue>> + 'static) -> Promise {
+    let boxed: std::pin::Pin<Box<dyn std::future::Future<Output = crate::Result<JsValue>>>> =
+        Box::pin(fut);
+    future_to_promise(async move { boxed.await.map_err(to_js_error) })
 }
 
 #[wasm_bindgen(js_class = Engine)]
