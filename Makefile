@@ -6,12 +6,14 @@ export PATH := $(CURDIR)/tests/node_modules/.bin:$(HOME)/.cargo/bin:$(PATH)
 WASM_PACK_FLAGS := --mode no-install
 CHROMEDRIVER = $(shell command -v chromedriver)
 
-.PHONY: tools test build demo fmt-check clippy host-test browser-test type-test js-test clean
+.PHONY: tools test build bench demo fmt-check clippy host-test browser-test type-test js-test clean
 
 tools:
 	@bash .ci/tools.sh
-	@if [ ! -x tests/node_modules/.bin/wasm-opt ] || [ tests/package-lock.json -nt tests/node_modules/.package-lock.json ]; then \
-	  echo "[tools] npm ci (tests/)"; cd tests && npm ci --no-audit --no-fund --loglevel=error; fi
+	@# npm 11 writes only this platform's optional packages (rollup, esbuild) into the lock, and
+	@# `npm ci` then refuses it; `npm install` resolves the same pinned versions.
+	@if [ ! -x tests/node_modules/.bin/wasm-opt ] || [ ! -x tests/node_modules/.bin/vite ] || [ tests/package-lock.json -nt tests/node_modules/.package-lock.json ]; then \
+	  echo "[tools] npm (tests/)"; cd tests && { npm ci --no-audit --no-fund --loglevel=error 2>/dev/null || npm install --no-audit --no-fund --loglevel=error; }; fi
 
 test: tools fmt-check clippy host-test browser-test build type-test js-test
 	@echo "make test: all checks passed"
@@ -44,6 +46,10 @@ type-test:
 
 js-test:
 	node --test --test-concurrency=1 tests/js/
+
+# Benchmarks beside Dexie and raw IndexedDB (prints a table, writes BENCHMARKS.md).
+bench: build
+	node tests/bench/run.mjs
 
 demo: build
 	node www/server.mjs

@@ -259,3 +259,6 @@ export interface SyncEngineHandle {
   readonly running: boolean;
 }
 export function createSyncEngine(config: { db: SyncOrm<any>; intervalMs?: number; networkDetector?: NetworkDetector }): SyncEngineHandle;
+
+/** Bytes of WebAssembly memory in use by the engine (0 before first use). For diagnostics. */
+export function memoryUsage(): { wasmBytes: number };

@@ -6,6 +6,7 @@ import initWasm, { initSync, Engine, MemoryStore } from "./micro_sync.js";
 // ---------------------------------------------------------------- WebAssembly start-up
 // Initialized on first use, so importing never blocks and needs no init() from the app.
 let wasmReady;
+let wasmExports;
 const isNode = typeof process !== "undefined" && !!process.versions?.node && typeof window === "undefined";
 
 function ensureWasm() {
@@ -16,11 +17,18 @@ function ensureWasm() {
           // Kept out of bundlers' sight: browsers never take this path.
           const fsName = "node:fs/promises";
           const fs = await import(/* @vite-ignore */ /* webpackIgnore: true */ fsName);
-          initSync({ module: await fs.readFile(url) });
+          wasmExports = initSync({ module: await fs.readFile(url) });
         })()
-      : initWasm({ module_or_path: url }).then(() => undefined);
+      : initWasm({ module_or_path: url }).then((exports) => {
+          wasmExports = exports;
+        });
   }
   return wasmReady;
+}
+
+/** Bytes of WebAssembly memory in use by the engine (0 before first use). For diagnostics. */
+export function memoryUsage() {
+  return { wasmBytes: wasmExports?.memory?.buffer?.byteLength ?? 0 };
 }
 
 // ---------------------------------------------------------------- errors
