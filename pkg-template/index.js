@@ -347,6 +347,8 @@ class SyncOrm {
   #subscribers = new Map(); // model -> Set(listener)
   #statusQueued = false;
   #channel = null;
+  #draining = null;
+  #drainAgain = false;
 
   constructor({ storage, models, engine }) {
     const list = Array.isArray(models) ? models : Object.values(models ?? {});
@@ -421,9 +423,35 @@ class SyncOrm {
   }
 
   // ------------------------------------------------------------ outbox draining
-  /** Drains the outbox if online. Only one tab drains at a time (Web Locks). */
+  /**
+   * Drains the outbox if online. Only one tab drains at a time (Web Locks); within a tab, a drain
+   * requested while one runs makes the running one go round once more instead of starting another.
+   */
   async _drain(force = false) {
     await this.#ready;
+    if (this.#draining) {
+      if (!force) {
+        this.#drainAgain = true;
+        return this.#draining;
+      }
+      await this.#draining.catch(() => {});
+    }
+    this.#draining = (async () => {
+      let report;
+      do {
+        this.#drainAgain = false;
+        report = await this.#drainOnce(force);
+      } while (this.#drainAgain && !this.#closed);
+      return report;
+    })();
+    try {
+      return await this.#draining;
+    } finally {
+      this.#draining = null;
+    }
+  }
+
+  async #drainOnce(force) {
     if (this.#closed || !this.#detector.isOnline()) return null;
     const run = async () => {
       // Another tab may have pushed entries since this tab last looked: re-read the outbox.

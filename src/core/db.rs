@@ -89,6 +89,9 @@ pub struct Env {
     pub random: fn() -> f64,
 }
 
+/// How many acknowledged pushes may wait before their outbox deletions are committed.
+const ACK_BATCH: usize = 64;
+
 /// What one drain did.
 #[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
 pub struct DrainReport {
@@ -208,6 +211,37 @@ impl<S: Storage, V: Validator, R: Remote> Db<S, V, R> {
 
     async fn drain_inner(&self, force: bool) -> Result<DrainReport> {
         let mut report = DrainReport::default();
+        // Acknowledged entries leave the in-memory queue at once; their removal from storage is
+        // committed in batches. A crash before that only re-sends them with the same mutation
+        // id, which at-least-once delivery allows.
+        let mut acked = super::batch::Batch::default();
+        let result = self.drain_loop(force, &mut report, &mut acked).await;
+        let _guard = self.writes.lock().await;
+        let flushed = self.flush_acks(&mut acked).await;
+        result.and(flushed)?;
+        report.remaining = self.engine.borrow().outbox().len();
+        Ok(report)
+    }
+
+    /// Commits the storage side of acknowledged pushes (already applied in memory). The caller
+    /// holds the write lock.
+    async fn flush_acks(&self, acked: &mut super::batch::Batch) -> Result<()> {
+        if acked.is_empty() {
+            return Ok(());
+        }
+        let batch = std::mem::take(acked);
+        self.check_open()?;
+        self.storage.commit(&batch).await?;
+        self.notify();
+        Ok(())
+    }
+
+    async fn drain_loop(
+        &self,
+        force: bool,
+        report: &mut DrainReport,
+        acked: &mut super::batch::Batch,
+    ) -> Result<()> {
         let mut tried = std::collections::HashSet::new();
         loop {
             if !self.status.borrow().online || self.closed.get() {
@@ -238,7 +272,11 @@ impl<S: Storage, V: Validator, R: Remote> Db<S, V, R> {
             match outcome {
                 PushOutcome::Done => {
                     let batch = self.engine.borrow().plan_push_done(&entry.mutation_id)?;
-                    self.commit(&batch).await?;
+                    self.engine.borrow_mut().apply(&batch);
+                    acked.merge(batch);
+                    if acked.outbox_delete.len() >= ACK_BATCH {
+                        self.flush_acks(acked).await?;
+                    }
                     let mut status = self.status.borrow_mut();
                     let m = status.model_mut(&entry.model);
                     m.last_synced_at = Some(now);
@@ -248,6 +286,7 @@ impl<S: Storage, V: Validator, R: Remote> Db<S, V, R> {
                     report.pushed += 1;
                 }
                 PushOutcome::Retry(msg) => {
+                    self.flush_acks(acked).await?;
                     let delay = self.backoff.delay(entry.attempts + 1, (self.env.random)());
                     let batch = self.engine.borrow().plan_push_retry(
                         &entry.mutation_id,
@@ -261,6 +300,7 @@ impl<S: Storage, V: Validator, R: Remote> Db<S, V, R> {
                     break;
                 }
                 PushOutcome::Reject(msg) => {
+                    self.flush_acks(acked).await?;
                     self.ensure_loaded(std::slice::from_ref(&entry.model))
                         .await?;
                     let batch = self.engine.borrow().plan_rollback(&entry.mutation_id)?;
@@ -276,8 +316,7 @@ impl<S: Storage, V: Validator, R: Remote> Db<S, V, R> {
             }
             self.notify();
         }
-        report.remaining = self.engine.borrow().outbox().len();
-        Ok(report)
+        Ok(())
     }
 
     fn set_error(&self, model: &str, msg: String, rejection: bool) {

@@ -63,7 +63,7 @@ impl Engine {
 
     pub fn load(&mut self, model: &str, rows: Vec<Row>) -> Result<()> {
         let def = self.schema.model(model)?;
-        let mut table = Table::default();
+        let mut table = Table::with_indexes(&def.indexes);
         for row in rows {
             let key = row_key(def, &row)?;
             table.put(key, Rc::new(row));
@@ -86,33 +86,45 @@ impl Engine {
             .collect()
     }
 
-    /// Rows of `model` matching `filter`, in primary-key order. Uses the primary key directly when
-    /// the filter pins it with `eq` or `in`.
+    /// Rows of `model` matching `filter`, in primary-key order. The filter's top-level `eq`/`in`
+    /// conditions pick the candidates when they name the primary key or an indexed field.
     pub fn matching(&self, model: &str, filter: &Filter) -> Result<Vec<&Rc<Row>>> {
         let def = self.schema.model(model)?;
         let table = self.table(model)?;
+        let keyed = |op: &Op| -> Option<Vec<Key>> {
+            match op {
+                Op::Eq(v) => Key::from_value(v).map(|k| vec![k]),
+                Op::In(vs) => vs
+                    .iter()
+                    .map(Key::from_value)
+                    .collect::<Option<Vec<_>>>()
+                    .map(|mut ks| {
+                        ks.sort();
+                        ks.dedup();
+                        ks
+                    }),
+                _ => None,
+            }
+        };
+        let mut best: Option<Vec<&Rc<Row>>> = None;
         for c in filter.conjuncts() {
             let Filter::Field(f, op) = c else { continue };
-            if f != &def.primary_key {
+            let Some(values) = keyed(op) else { continue };
+            let candidates: Vec<&Rc<Row>> = if f == &def.primary_key {
+                values.iter().filter_map(|k| table.get(k)).collect()
+            } else if let Some(keys) = table.lookup(f, &values) {
+                keys.into_iter().filter_map(|k| table.get(k)).collect()
+            } else {
                 continue;
-            }
-            let keys: Vec<Key> = match op {
-                Op::Eq(v) => Key::from_value(v).into_iter().collect(),
-                Op::In(vs) => {
-                    let mut ks: Vec<Key> = vs.iter().filter_map(Key::from_value).collect();
-                    ks.sort();
-                    ks.dedup();
-                    ks
-                }
-                _ => continue,
             };
-            return Ok(keys
-                .iter()
-                .filter_map(|k| table.get(k))
-                .filter(|r| filter.matches(r))
-                .collect());
+            if best.as_ref().is_none_or(|b| candidates.len() < b.len()) {
+                best = Some(candidates);
+            }
         }
-        Ok(table.iter().filter(|r| filter.matches(r)).collect())
+        Ok(match best {
+            Some(c) => c.into_iter().filter(|r| filter.matches(r)).collect(),
+            None => table.iter().filter(|r| filter.matches(r)).collect(),
+        })
     }
 
     pub fn select(&self, sel: &Select) -> Result<Vec<Value>> {
