@@ -349,6 +349,7 @@ class SyncOrm {
   #channel = null;
   #draining = null;
   #drainAgain = false;
+  #id = `${Date.now().toString(36)}-${Math.random().toString(36).slice(2)}`;
 
   constructor({ storage, models, engine }) {
     const list = Array.isArray(models) ? models : Object.values(models ?? {});
@@ -451,11 +452,24 @@ class SyncOrm {
     }
   }
 
+  #lastDrainerWasOther() {
+    if (!this.#storageName) return true;
+    const key = `micro-sync:${this.#storageName}:last-drainer`;
+    try {
+      const other = localStorage.getItem(key) !== this.#id;
+      if (other) localStorage.setItem(key, this.#id);
+      return other;
+    } catch {
+      return true; // no localStorage (a worker, privacy mode): always re-read
+    }
+  }
+
   async #drainOnce(force) {
     if (this.#closed || !this.#detector.isOnline()) return null;
     const run = async () => {
-      // Another tab may have pushed entries since this tab last looked: re-read the outbox.
-      await this.#engine.reload("[]");
+      // If another tab (or ORM) drained last, it may have pushed entries this one still holds in
+      // memory: re-read the outbox first. Read and written inside the lock, so it is exact.
+      if (this.#lastDrainerWasOther()) await this.#engine.reload("[]");
       const report = await this.#engine.drain(force);
       return report ? JSON.parse(report) : null;
     };

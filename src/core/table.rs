@@ -52,13 +52,16 @@ impl Table {
         if let Some(old) = self.rows.insert(key.clone(), row.clone()) {
             // Drop the old row's entries that the new row does not share.
             for (field, index) in &mut self.indexes {
-                let old_v = old.get(field).and_then(Key::from_value);
-                if old_v.is_some() && old_v != row.get(field).and_then(Key::from_value) {
-                    if let Some(set) = index.get_mut(old_v.as_ref().unwrap()) {
-                        set.remove(&key);
-                        if set.is_empty() {
-                            index.remove(old_v.as_ref().unwrap());
-                        }
+                let Some(old_v) = old.get(field).and_then(Key::from_value) else {
+                    continue;
+                };
+                if Some(&old_v) == row.get(field).and_then(Key::from_value).as_ref() {
+                    continue;
+                }
+                if let Some(set) = index.get_mut(&old_v) {
+                    set.remove(&key);
+                    if set.is_empty() {
+                        index.remove(&old_v);
                     }
                 }
             }
