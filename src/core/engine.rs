@@ -442,6 +442,14 @@ impl Engine {
 }
 
 impl Engine {
+    /// Pending entries that touched row `key` of `model`, oldest first.
+    fn touching(&self, model: &str, key: &Key) -> Vec<&OutboxEntry> {
+        self.outbox
+            .iter()
+            .filter(|e| sync::touches(e, model, key))
+            .collect()
+    }
+
     fn entry(&self, mutation_id: &str) -> Result<&OutboxEntry> {
         self.outbox
             .iter()
@@ -462,11 +470,7 @@ impl Engine {
             let Some(key) = Key::from_value(&before.key) else {
                 continue;
             };
-            let touching: Vec<&OutboxEntry> = self
-                .outbox
-                .iter()
-                .filter(|e| sync::touches(e, &def.name, &key))
-                .collect();
+            let touching: Vec<&OutboxEntry> = self.touching(&def.name, &key);
             if touching.first().map(|e| e.mutation_id.as_str()) != Some(mutation_id) {
                 continue; // an older entry on this row still holds the base
             }
@@ -520,11 +524,7 @@ impl Engine {
             let Some(key) = Key::from_value(&before.key) else {
                 continue;
             };
-            let touching: Vec<&OutboxEntry> = self
-                .outbox
-                .iter()
-                .filter(|e| sync::touches(e, &def.name, &key))
-                .collect();
+            let touching: Vec<&OutboxEntry> = self.touching(&def.name, &key);
             let base = sync::base_of(&touching, &key).unwrap_or(None);
             let survivors: Vec<&OutboxEntry> = touching
                 .iter()
@@ -565,11 +565,7 @@ impl Engine {
             let key =
                 row_key(def, &row).map_err(|e| Error::Sync(format!("pulled row {i}: {e}")))?;
             seen.insert(key.clone());
-            let touching: Vec<&OutboxEntry> = self
-                .outbox
-                .iter()
-                .filter(|e| sync::touches(e, model, &key))
-                .collect();
+            let touching: Vec<&OutboxEntry> = self.touching(model, &key);
             if touching.is_empty() {
                 if table.get(&key).is_none_or(|r| **r != row) {
                     batch.rows.push(RowOp::Put {
