@@ -14,6 +14,8 @@ tools:
 	@# `npm ci` then refuses it; `npm install` resolves the same pinned versions.
 	@if [ ! -x tests/node_modules/.bin/wasm-opt ] || [ ! -x tests/node_modules/.bin/vite ] || [ tests/package-lock.json -nt tests/node_modules/.package-lock.json ]; then \
 	  echo "[tools] npm (tests/)"; cd tests && { npm ci --no-audit --no-fund --loglevel=error 2>/dev/null || npm install --no-audit --no-fund --loglevel=error; }; fi
+	@if [ ! -d www/node_modules/@electric-sql/pglite ] || [ www/package-lock.json -nt www/node_modules/.package-lock.json ]; then \
+	  echo "[tools] npm (www/)"; cd www && { npm ci --no-audit --no-fund --loglevel=error 2>/dev/null || npm install --no-audit --no-fund --loglevel=error; }; fi
 
 test: tools fmt-check clippy host-test browser-test build type-test js-test
 	@echo "make test: all checks passed"

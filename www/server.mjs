@@ -18,11 +18,23 @@ const TYPES = {
   ".svg": "image/svg+xml",
 };
 const MOUNTS = [
-  ["/pkg/", join(root, "pkg")],
-  ["/node_modules/", join(root, "tests", "node_modules")],
-  ["/tests/", join(root, "tests")],
-  ["/", join(root, "www")],
+  ["/pkg/", [join(root, "pkg")]],
+  ["/node_modules/", [join(root, "www", "node_modules"), join(root, "tests", "node_modules")]],
+  ["/tests/", [join(root, "tests")]],
+  ["/", [join(root, "www")]],
 ];
+
+async function resolveFile(path) {
+  const [prefix, dirs] = MOUNTS.find(([p]) => path.startsWith(p));
+  for (const dir of dirs) {
+    let file = normalize(join(dir, path.slice(prefix.length)));
+    if (!file.startsWith(dir)) break;
+    const info = await stat(file).catch(() => null);
+    if (info?.isDirectory()) file = join(file, "index.html");
+    if (info) return file;
+  }
+  throw Object.assign(new Error("not found"), { code: "ENOENT" });
+}
 
 /** `api(req, res)` may answer a request first (return true when it did). */
 export function startServer(port = 0, api = null) {
@@ -30,10 +42,7 @@ export function startServer(port = 0, api = null) {
     try {
       if (api && (await api(req, res))) return;
       const path = decodeURIComponent(new URL(req.url, "http://x").pathname);
-      const [prefix, dir] = MOUNTS.find(([p]) => path.startsWith(p));
-      let file = normalize(join(dir, path.slice(prefix.length)));
-      if (!file.startsWith(dir)) throw Object.assign(new Error("outside root"), { code: "ENOENT" });
-      if ((await stat(file).catch(() => null))?.isDirectory()) file = join(file, "index.html");
+      const file = await resolveFile(path);
       const body = await readFile(file);
       res.writeHead(200, { "content-type": TYPES[extname(file)] ?? "application/octet-stream", "cache-control": "no-store" });
       res.end(body);
@@ -46,6 +55,9 @@ export function startServer(port = 0, api = null) {
 }
 
 if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
-  const server = await startServer(Number(process.env.PORT ?? 8080));
-  console.log(`micro-sync demo: http://127.0.0.1:${server.address().port}/`);
+  const { createBackend } = await import("./backend.mjs");
+  const backend = await createBackend();
+  const server = await startServer(Number(process.env.PORT ?? 8080), backend.handle);
+  const db = process.env.DATABASE_URL ? "PostgreSQL (DATABASE_URL)" : `PGlite in ${process.env.DEMO_DATA_DIR ?? "www/.data"}`;
+  console.log(`micro-sync demo: http://127.0.0.1:${server.address().port}/  (backend: ${db})`);
 }

@@ -1,0 +1,114 @@
+// End to end: the demo app and its real backend (PGlite in memory) in Chromium, across offline and
+// online. Screenshots of each state are saved in tests/artifacts/.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { mkdirSync } from "node:fs";
+import { launch } from "./harness.mjs";
+
+process.env.DEMO_DATA_DIR = "memory://";
+const { createBackend } = await import("../../www/backend.mjs");
+const shots = new URL("../artifacts/", import.meta.url).pathname;
+mkdirSync(shots, { recursive: true });
+
+let env;
+let backend;
+before(async () => {
+  backend = await createBackend();
+  env = await launch({ api: backend.handle });
+});
+after(async () => {
+  await env?.close();
+  await backend?.close();
+});
+
+const count = async (sql, params = []) => Number((await backend.query(sql, params)).rows[0].n);
+const openDemo = async (context) => {
+  const page = await env.page("/", context);
+  await page.waitForFunction(() => window.demo?.sync);
+  return page;
+};
+const tasks = (page) => page.evaluate(() => window.demo.sync.db.model("tasks"));
+const waitPending = (page, n) => page.waitForFunction((n) => document.querySelector("[data-test=pending]")?.textContent === `${n} pending`, n, { timeout: 20000 });
+const addTask = async (page, title) => {
+  await page.fill("[data-test=new-task]", title);
+  await page.click("[data-test=add-task]");
+  await page.waitForFunction((t) => (document.querySelector("[data-test=tasks]")?.textContent ?? "").includes(t), title);
+};
+const titles = (page) => page.evaluate(async () => (await window.demo.sync.db.model("tasks").select({ orderBy: [{ field: "title" }] })).map((t) => t.title));
+
+test("two devices: A offline writes, B online writes, both converge; each mutation stored once", async () => {
+  const ctxA = await env.browser.newContext({ viewport: { width: 1150, height: 760 } });
+  const ctxB = await env.browser.newContext({ viewport: { width: 1150, height: 760 } });
+  const a = await openDemo(ctxA);
+  await a.fill("[data-test=new-project]", "Launch");
+  await a.press("[data-test=new-project]", "Enter");
+  await addTask(a, "Write the spec");
+  await waitPending(a, 0);
+  const b = await openDemo(ctxB);
+  await b.waitForFunction(() => (document.querySelector("[data-test=tasks]")?.textContent ?? "").includes("Write the spec"), null, { timeout: 15000 });
+
+  await ctxA.setOffline(true);
+  await a.waitForFunction(() => (document.querySelector("[data-test=status]")?.textContent ?? "").includes("offline"));
+  await addTask(a, "Offline on A");
+  await addTask(a, "Also offline on A");
+  await waitPending(a, 2);
+  await a.screenshot({ path: `${shots}demo-offline.png` });
+  await addTask(b, "Online on B");
+  await waitPending(b, 0);
+
+  await ctxA.setOffline(false);
+  await waitPending(a, 0);
+  await a.evaluate(() => window.demo.pull());
+  await b.evaluate(() => window.demo.pull());
+  const expected = ["Also offline on A", "Offline on A", "Online on B", "Write the spec"];
+  assert.deepEqual(await titles(a), expected);
+  assert.deepEqual(await titles(b), expected);
+  await a.screenshot({ path: `${shots}demo-converged.png` });
+
+  assert.equal(await count(`select count(*) as n from rows where model = 'tasks'`), 4);
+  assert.equal(await count(`select count(*) as n from mutations`), 5, "1 project + 4 task inserts, each once");
+  await ctxA.close();
+  await ctxB.close();
+});
+
+test("closing the page mid-drain loses nothing and applies nothing twice", async () => {
+  const ctx = await env.browser.newContext({ viewport: { width: 1150, height: 760 } });
+  let page = await openDemo(ctx);
+  const before = await count(`select count(*) as n from mutations`);
+  await page.evaluate(() => fetch("/api/test/delay", { method: "POST", body: JSON.stringify({ ms: 250 }) }));
+  // Ten acknowledged writes: each insert resolved, so each is in IndexedDB (row + outbox entry).
+  await page.evaluate(async () => {
+    const db = window.demo.sync.db;
+    const [p] = await db.model("projects").insert({ values: { name: "Crash test" } });
+    for (let i = 0; i < 10; i++) {
+      await db.model("tasks").insert({ values: { projectId: p.id, title: `acknowledged ${i}`, createdAt: new Date().toISOString() } });
+    }
+  });
+  await page.close(); // pushes are in flight
+  const mid = await count(`select count(*) as n from mutations`);
+  assert.ok(mid - before < 11, `the page closed before everything was pushed (${mid - before} of 11)`);
+  await env.page("/", ctx).then((p) => p.evaluate(() => fetch("/api/test/delay", { method: "POST", body: JSON.stringify({ ms: 0 }) })).then(() => p.close()));
+
+  page = await openDemo(ctx);
+  await waitPending(page, 0);
+  assert.equal(await count(`select count(*) as n from mutations`), before + 11, "every acknowledged write arrived exactly once");
+  assert.equal(await count(`select count(*) as n from rows where model = 'tasks' and data->>'title' like 'acknowledged %'`), 10);
+  await page.screenshot({ path: `${shots}demo-after-reopen.png` });
+  await ctx.close();
+});
+
+test("a permanent rejection shows the error and rolls the row back", async () => {
+  const ctx = await env.browser.newContext({ viewport: { width: 1150, height: 760 } });
+  const page = await openDemo(ctx);
+  await page.fill("[data-test=new-project]", "Rules");
+  await page.press("[data-test=new-project]", "Enter");
+  await addTask(page, "A forbidden task");
+  await page.waitForFunction(() => document.querySelector("[data-test=last-error]")?.textContent.includes("rejected"), null, { timeout: 15000 });
+  await page.waitForFunction(() => !(document.querySelector("[data-test=tasks]")?.textContent ?? "").includes("A forbidden task"));
+  const error = await page.textContent("[data-test=last-error]");
+  assert.match(error, /not accepted/);
+  assert.equal(await count(`select count(*) as n from rows where data->>'title' = 'A forbidden task'`), 0);
+  await page.screenshot({ path: `${shots}demo-rejected.png` });
+  await ctx.close();
+  assert.deepEqual(env.errors, []);
+});
