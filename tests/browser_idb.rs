@@ -615,3 +615,63 @@ async fn status_over_offline_write_online_drain_and_pending_survives_reopen() {
     );
     assert_eq!(backend.inner.borrow().applied.len(), 1);
 }
+
+#[wasm_bindgen_test]
+async fn an_aborted_transaction_leaves_neither_row_nor_outbox_entry() {
+    use micro_sync::core::batch::{Batch, RowOp};
+    use micro_sync::core::outbox::{Action, Before};
+    use micro_sync::core::schema::Schema;
+    use micro_sync::core::value::Key;
+
+    let name = fresh_name();
+    let schema = Schema::new(notes()).unwrap();
+    let storage = IdbStorage::new(&name);
+    storage.open(&schema).await.unwrap();
+    let good = json!({ "id": 1, "title": "kept?" })
+        .as_object()
+        .unwrap()
+        .clone();
+    // No "id": IndexedDB cannot derive the key, fails the request, and aborts the transaction.
+    let bad = json!({ "title": "no key" }).as_object().unwrap().clone();
+    let entry = OutboxEntry {
+        mutation_id: uuid::Uuid::now_v7().to_string(),
+        model: "notes".into(),
+        action: Action::Insert,
+        query: json!({ "values": [good.clone()] }),
+        created_at: 0.0,
+        attempts: 0,
+        last_error: None,
+        next_attempt_at: 0.0,
+        before: vec![Before {
+            key: json!(1),
+            row: None,
+        }],
+    };
+    let batch = Batch {
+        rows: vec![
+            RowOp::Put {
+                model: "notes".into(),
+                key: Key::Num(1.0),
+                row: Rc::new(good),
+            },
+            RowOp::Put {
+                model: "notes".into(),
+                key: Key::Num(2.0),
+                row: Rc::new(bad),
+            },
+        ],
+        outbox_put: vec![entry],
+        outbox_delete: vec![],
+    };
+    let err = storage.commit(&batch).await.unwrap_err();
+    assert_eq!(err.name(), "StorageError", "{err}");
+    assert!(err.to_string().contains("DataError"), "mapped from the DOMException name: {err}");
+    assert!(
+        storage.load(&notes()[0]).await.unwrap().is_empty(),
+        "no row was written"
+    );
+    assert!(
+        storage.load_outbox().await.unwrap().is_empty(),
+        "no outbox entry was written"
+    );
+}
