@@ -67,9 +67,11 @@ const App = {
         show(e);
       }
     }
+    // Pull through the plain repositories: the refs keep showing their own queries (with
+    // relations), refreshed right after.
     const pull = () => act(async () => {
-      await projectRepo.sync();
-      await taskRepo.sync();
+      await sync.db.model("projects").sync();
+      await sync.db.model("tasks").sync();
       await Promise.all([loadProjects(), loadTasks()]);
     });
 
@@ -135,7 +137,7 @@ const App = {
         <ul class="projects">
           <li v-for="p in projects" :key="p.id" :class="{ active: p.id === selected }" @click="selected = p.id">
             <span class="swatch" :style="{ background: p.color }"></span>{{ p.name }}
-            <span class="muted">{{ p.tasks.filter(t => !t.done).length }}/{{ p.tasks.length }}</span>
+            <span class="muted">{{ (p.tasks ?? []).filter(t => !t.done).length }}/{{ (p.tasks ?? []).length }}</span>
           </li>
         </ul>
         <form @submit.prevent="addProject"><input v-model="newProject" placeholder="New project" data-test="new-project" /><button>Add</button></form>

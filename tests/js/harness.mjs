@@ -29,6 +29,8 @@ export async function launch({ api = null } = {}) {
       context ??= await browser.newContext();
       const page = await context.newPage();
       page.on("pageerror", (e) => errors.push(e));
+      // Vue reports render errors on the console rather than as page errors.
+      page.on("console", (m) => m.type() === "error" && /Vue warn|Unhandled error/i.test(m.text()) && errors.push(m.text()));
       await page.goto(origin + path);
       return page;
     },
