@@ -665,7 +665,10 @@ async fn an_aborted_transaction_leaves_neither_row_nor_outbox_entry() {
     };
     let err = storage.commit(&batch).await.unwrap_err();
     assert_eq!(err.name(), "StorageError", "{err}");
-    assert!(err.to_string().contains("DataError"), "mapped from the DOMException name: {err}");
+    assert!(
+        err.to_string().contains("DataError"),
+        "mapped from the DOMException name: {err}"
+    );
     assert!(
         storage.load(&notes()[0]).await.unwrap().is_empty(),
         "no row was written"
