@@ -194,6 +194,24 @@ impl Drop for Conn {
     }
 }
 
+impl IdbStorage {
+    /// Every record of one store, converted in a single JSON round trip.
+    async fn read_all<T: serde::de::DeserializeOwned>(&self, store_name: &str) -> Result<Vec<T>> {
+        let db = self.db().await?;
+        let tx = db.0.transaction(store_name).build().map_err(idb_err)?;
+        let store = tx.object_store(store_name).map_err(idb_err)?;
+        let rows: Vec<JsValue> = store
+            .get_all()
+            .primitive()
+            .map_err(idb_err)?
+            .await
+            .map_err(idb_err)?
+            .collect::<std::result::Result<_, _>>()
+            .map_err(idb_err)?;
+        from_js_array(&rows.into_iter().collect())
+    }
+}
+
 /// Whether any store or index of the layout is missing.
 fn missing_parts(db: &Database, schema: &Schema) -> Result<bool> {
     let existing: Vec<String> = db.object_store_names().collect();
@@ -291,36 +309,11 @@ impl Storage for IdbStorage {
     }
 
     async fn load(&self, model: &ModelDef) -> Result<Vec<Row>> {
-        let db = self.db().await?;
-        let tx =
-            db.0.transaction(model.name.as_str())
-                .build()
-                .map_err(idb_err)?;
-        let store = tx.object_store(&model.name).map_err(idb_err)?;
-        let rows: Vec<JsValue> = store
-            .get_all()
-            .primitive()
-            .map_err(idb_err)?
-            .await
-            .map_err(idb_err)?
-            .collect::<std::result::Result<_, _>>()
-            .map_err(idb_err)?;
-        from_js_array(&rows.into_iter().collect())
+        self.read_all(&model.name).await
     }
 
     async fn load_outbox(&self) -> Result<Vec<OutboxEntry>> {
-        let db = self.db().await?;
-        let tx = db.0.transaction(OUTBOX_STORE).build().map_err(idb_err)?;
-        let store = tx.object_store(OUTBOX_STORE).map_err(idb_err)?;
-        let rows: Vec<JsValue> = store
-            .get_all()
-            .primitive()
-            .map_err(idb_err)?
-            .await
-            .map_err(idb_err)?
-            .collect::<std::result::Result<_, _>>()
-            .map_err(idb_err)?;
-        let mut entries: Vec<OutboxEntry> = from_js_array(&rows.into_iter().collect())?;
+        let mut entries: Vec<OutboxEntry> = self.read_all(OUTBOX_STORE).await?;
         entries.sort_by(|a, b| a.mutation_id.cmp(&b.mutation_id));
         Ok(entries)
     }
