@@ -177,7 +177,11 @@ export interface SyncOrm<M extends ModelsInput = ModelsInput> {
   pending(): Promise<PendingMutation[]>;
   discardPending(mutationId: string): Promise<void>;
   retryPending(mutationId: string): Promise<void>;
-  close(): void;
+  /**
+   * Closes the database: later calls reject with `DatabaseClosedError`. Resolves once storage is
+   * released; awaiting it is only needed to reopen the same database at once.
+   */
+  close(): Promise<void>;
 }
 
 export function createSyncOrm<const M extends ModelsInput>(options: SyncOrmOptions<M>): SyncOrm<M>;

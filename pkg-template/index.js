@@ -7,6 +7,8 @@ import initWasm, { initSync, Engine, MemoryStore } from "./micro_sync.js";
 // Initialized on first use, so importing never blocks and needs no init() from the app.
 let wasmReady;
 let wasmExports;
+/** How long a tab keeps the outbox lock after its last drain (see SyncOrm#holdLease). */
+const LEASE_IDLE_MS = 25;
 const isNode = typeof process !== "undefined" && !!process.versions?.node && typeof window === "undefined";
 
 function ensureWasm() {
@@ -349,6 +351,9 @@ class SyncOrm {
   #channel = null;
   #draining = null;
   #drainAgain = false;
+  #lease = null; // { release, timer } while this tab holds the outbox lock between drains
+  #leaseEnding = null;
+  #lockMissed = false;
   #id = `${Date.now().toString(36)}-${Math.random().toString(36).slice(2)}`;
 
   constructor({ storage, models, engine }) {
@@ -466,29 +471,86 @@ class SyncOrm {
 
   async #drainOnce(force) {
     if (this.#closed || !this.#detector.isOnline()) return null;
-    const run = async () => {
-      // If another tab (or ORM) drained last, it may have pushed entries this one still holds in
-      // memory: re-read the outbox first. Read and written inside the lock, so it is exact.
-      if (this.#lastDrainerWasOther()) await this.#engine.reload("[]");
-      const report = await this.#engine.drain(force);
-      return report ? JSON.parse(report) : null;
-    };
-    const locks = typeof navigator !== "undefined" ? navigator.locks : undefined;
     let report;
     try {
-      report =
-        locks && this.#storageName
-          ? await locks.request(`micro-sync:${this.#storageName}:outbox`, force ? {} : { ifAvailable: true }, (lock) => (lock ? run() : null))
-          : await run();
+      const lease = await this.#holdLease(force);
+      this.#lockMissed = !lease;
+      // Another tab is draining: it lets the others know when it stops (see #endLease).
+      if (!lease) return null;
+      // If another tab (or ORM) drained last, it may have pushed entries this one still holds in
+      // memory: re-read the outbox first. Read and written inside the lock, so it is exact.
+      if (lease === "taken" && this.#lastDrainerWasOther()) await this.#engine.reload("[]");
+      const text = await this.#engine.drain(force);
+      report = text ? JSON.parse(text) : null;
     } catch (e) {
       rethrow(e);
+    } finally {
+      this.#renewLease();
     }
-    if (report && report.pushed + report.rejected > 0) {
-      const synced = [...this.#models.values()].filter((m) => typeof m.sync?.mutation === "function").map((m) => m.name);
-      this.#broadcast(synced);
-      if (report.rejected) for (const m of synced) this._changed(m, false);
-    }
+    if (report && report.pushed + report.rejected > 0) this.#lease.changed = true;
+    if (report?.rejected) for (const m of this.#syncedModels()) this._changed(m, false);
     return report;
+  }
+
+  #syncedModels() {
+    return [...this.#models.values()].filter((m) => typeof m.sync?.mutation === "function").map((m) => m.name);
+  }
+
+  /**
+   * The outbox lock (Web Locks, one drainer across tabs) is held as a lease: taken by a drain,
+   * kept while drains follow each other, and let go LEASE_IDLE_MS after the last one. Pushes the
+   * backend acknowledged are deleted from storage with the next write's transaction while the
+   * lease runs, and at the latest when it ends, so a burst of writes costs one transaction each;
+   * the lock is released only after that, so no other tab can read an acknowledged entry back.
+   * Resolves with "taken" (the lock was just taken), "held" (this tab already held it), or false
+   * (another tab holds it).
+   */
+  async #holdLease(force) {
+    await this.#leaseEnding;
+    if (this.#lease) return "held";
+    const locks = typeof navigator !== "undefined" ? navigator.locks : undefined;
+    if (!locks || !this.#storageName) {
+      this.#lease = { release: () => {}, timer: null, changed: false };
+      return "taken";
+    }
+    return new Promise((granted, failed) => {
+      locks
+        .request(`micro-sync:${this.#storageName}:outbox`, force ? {} : { ifAvailable: true }, (lock) => {
+          if (!lock) return granted(false);
+          return new Promise((release) => {
+            this.#lease = { release, timer: null, changed: false };
+            granted("taken");
+          });
+        })
+        .catch(failed);
+    });
+  }
+
+  #renewLease() {
+    const lease = this.#lease;
+    if (!lease) return;
+    clearTimeout(lease.timer);
+    lease.timer = setTimeout(() => this.#endLease(lease), LEASE_IDLE_MS);
+  }
+
+  async #endLease(lease) {
+    if (this.#lease !== lease) return;
+    if (this.#draining) return this.#renewLease(); // the drain renews it when it ends
+    this.#leaseEnding = (async () => {
+      let flushed = false;
+      try {
+        flushed = !this.#closed && (await this.#engine.flush());
+      } catch {
+        // Storage failed: the acknowledged entries stay in it and are only pushed again.
+      }
+      this.#lease = null;
+      lease.release();
+      // Other tabs re-read the outbox now that it is exact in storage, and one that wanted to
+      // drain meanwhile tries again.
+      if (flushed || lease.changed) this.#broadcast(this.#syncedModels(), true);
+    })();
+    await this.#leaseEnding;
+    this.#leaseEnding = null;
   }
 
   /** Pushes every pending write now (ignoring backoff); resolves when each has been tried. */
@@ -618,9 +680,9 @@ class SyncOrm {
   }
 
   // ------------------------------------------------------------ other tabs
-  #broadcast(models) {
+  #broadcast(models, released = false) {
     try {
-      this.#channel?.postMessage({ models });
+      this.#channel?.postMessage({ models, released });
     } catch {
       // A closed channel: nothing to tell.
     }
@@ -635,8 +697,9 @@ class SyncOrm {
       return;
     }
     for (const m of models) this._changed(m, false);
-    // Another tab finished a drain or wrote: if this tab runs the loop, look at the queue now.
-    if (this.#loop?.running) this._drain(false).catch(() => {});
+    // Another tab wrote or let the outbox lock go: if this tab runs the loop, or tried to drain
+    // while that tab held the lock, look at the queue now.
+    if (this.#loop?.running || (data?.released && this.#lockMissed)) this._drain(false).catch(() => {});
   }
 
   /** Resolves once storage is open (every method waits for it anyway). */
@@ -695,14 +758,29 @@ class SyncOrm {
     }
   }
 
-  /** Closes the database. Further calls reject with DatabaseClosedError. */
-  close() {
+  /**
+   * Closes the database. Further calls reject with DatabaseClosedError; the returned promise
+   * resolves once storage is released (acknowledged pushes committed, outbox lock let go).
+   */
+  async close() {
+    if (this.#closed) return;
     this.#loop?.stop();
     this.#closed = true;
-    this.#engine?.close();
-    this.#channel?.close();
     this.#listeners.clear();
     this.#subscribers.clear();
+    const lease = this.#lease;
+    clearTimeout(lease?.timer);
+    try {
+      await this.#engine?.close();
+    } catch {
+      // Closing never fails the caller: the storage connection goes either way.
+    }
+    if (lease) {
+      this.#lease = null;
+      lease.release();
+      if (lease.changed) this.#broadcast(this.#syncedModels(), true);
+    }
+    this.#channel?.close();
   }
 }
 

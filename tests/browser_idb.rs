@@ -94,7 +94,7 @@ async fn crud_round_trip_and_persistence() {
         .unwrap();
     assert_eq!(ids(&deleted), [json!("u1")]);
     assert_eq!(db.count("users", None).await.unwrap(), 2);
-    db.close();
+    db.close().await;
 
     // A new connection reads what the first one committed.
     let again = open(&name).await;
@@ -110,7 +110,7 @@ async fn crud_round_trip_and_persistence() {
         ]
     );
     assert_eq!(again.get("users", &json!("u1")).await.unwrap(), None);
-    again.close();
+    again.close().await;
 }
 
 #[wasm_bindgen_test]
@@ -257,7 +257,7 @@ async fn rejected_writes_change_nothing() {
     assert_eq!(err.name(), "QueryError");
     let err = db.delete("users", None, None).await.unwrap_err();
     assert!(err.to_string().contains("needs a where"), "{err}");
-    db.close();
+    db.close().await;
 
     let again = open_with(&name, m, RejectOld).await;
     let rows = again.select("users", None).await.unwrap();
@@ -289,7 +289,7 @@ async fn row_and_outbox_entry_commit_together() {
     )
     .await
     .unwrap();
-    db.close();
+    db.close().await;
     let again = open(&name).await;
     let pending = again.pending().unwrap();
     let actions: Vec<String> = pending.iter().map(|e| format!("{:?}", e.action)).collect();
@@ -589,7 +589,7 @@ async fn status_over_offline_write_online_drain_and_pending_survives_reopen() {
         (s.online, s.engine_running, s.syncing, s.pending_count),
         (false, true, false, 1)
     );
-    db.close();
+    db.close().await;
 
     // The pending entry is durable: a new connection finds it and delivers it once online.
     let db = open_synced(&name, &backend).await;
@@ -677,4 +677,59 @@ async fn an_aborted_transaction_leaves_neither_row_nor_outbox_entry() {
         storage.load_outbox().await.unwrap().is_empty(),
         "no outbox entry was written"
     );
+}
+
+/// Outbox entries the backend acknowledged in storage, read through a second connection.
+async fn stored_outbox(name: &str) -> Vec<String> {
+    let storage = IdbStorage::new(name);
+    let schema = micro_sync::core::schema::Schema::new(notes()).unwrap();
+    storage.open(&schema).await.unwrap();
+    let ids = storage.load_outbox().await.unwrap();
+    storage.close();
+    ids.into_iter().map(|e| e.mutation_id).collect()
+}
+
+#[wasm_bindgen_test]
+async fn acknowledged_pushes_leave_storage_with_the_next_write_or_on_flush_and_close() {
+    let backend = Backend::default();
+    let name = fresh_name();
+    let db = open_synced(&name, &backend).await;
+    db.insert("notes", &json!({ "id": 1, "title": "a" }), None)
+        .await
+        .unwrap();
+    let first = db.pending().unwrap()[0].mutation_id.clone();
+    let r = db.drain(false).await.unwrap().unwrap();
+    assert_eq!((r.pushed, r.remaining), (1, 0));
+    assert_eq!(db.status("notes").unwrap().pending_count, 0);
+
+    // A crash now would only re-send the acknowledged entry: a second connection still finds
+    // it, pushes it again with the same mutation id, and the backend applies it once.
+    assert_eq!(stored_outbox(&name).await, [first.as_str()]);
+    let crashed = open_synced(&name, &backend).await;
+    assert_eq!(crashed.drain(false).await.unwrap().unwrap().pushed, 1);
+    crashed.close().await;
+    assert_eq!(backend.inner.borrow().applied, [first.as_str()]);
+
+    // The next write commits the waiting deletion in its own transaction.
+    let db = open_synced(&name, &backend).await;
+    db.insert("notes", &json!({ "id": 2, "title": "b" }), None)
+        .await
+        .unwrap();
+    let second = db.pending().unwrap()[0].mutation_id.clone();
+    assert_eq!(stored_outbox(&name).await, [second.as_str()]);
+    db.drain(false).await.unwrap();
+    assert!(db.flush().await.unwrap(), "one acknowledgement waited");
+    assert!(stored_outbox(&name).await.is_empty());
+    assert!(!db.flush().await.unwrap(), "nothing left to flush");
+
+    // close() commits what still waits before it releases the connection.
+    db.insert("notes", &json!({ "id": 3, "title": "c" }), None)
+        .await
+        .unwrap();
+    db.drain(false).await.unwrap();
+    db.close().await;
+    assert!(stored_outbox(&name).await.is_empty());
+    assert_eq!(backend.inner.borrow().applied.len(), 3);
+    let err = db.drain(false).await.unwrap_err();
+    assert_eq!(err.name(), "DatabaseClosedError", "{err}");
 }

@@ -300,9 +300,20 @@ impl Engine {
         })
     }
 
-    pub fn close(&self) {
-        if let Some(db) = self.db.borrow_mut().take() {
-            db.close();
-        }
+    /// Commits acknowledged pushes that still wait for the next write; resolves with whether
+    /// there were any.
+    pub fn flush(&self) -> Promise {
+        self.with_db(|db| async move { Ok(JsValue::from_bool(db.flush().await?)) })
+    }
+
+    /// Closes the database at once for callers; resolves when storage is released.
+    pub fn close(&self) -> Promise {
+        let db = self.db.borrow_mut().take();
+        run(async move {
+            if let Some(db) = db {
+                db.close().await;
+            }
+            Ok(JsValue::UNDEFINED)
+        })
     }
 }

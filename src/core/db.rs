@@ -4,6 +4,7 @@
 //! same database before it commits. A write changes memory only after storage committed it; if
 //! validation or the commit fails, nothing changed anywhere.
 
+use super::batch::Batch;
 use super::engine::Engine;
 use super::outbox::OutboxEntry;
 use super::query::{Filter, Select};
@@ -89,7 +90,7 @@ pub struct Env {
     pub random: fn() -> f64,
 }
 
-/// How many acknowledged pushes may wait before their outbox deletions are committed.
+/// How many acknowledged pushes may wait before their outbox deletions are committed on their own.
 const ACK_BATCH: usize = 64;
 
 /// What one drain did.
@@ -121,6 +122,11 @@ pub struct Db<S, V, R = NoRemote> {
     status: RefCell<StatusBoard>,
     listener: RefCell<Option<Box<dyn Fn()>>>,
     closed: Cell<bool>,
+    /// Acknowledged pushes: already gone from the in-memory outbox, not yet from storage. They
+    /// ride along with the next commit, or are committed by [`Db::flush`] (at the latest when
+    /// [`ACK_BATCH`] of them wait). Losing them (a crash) only re-sends those entries with their
+    /// mutation ids, which the backend deduplicates.
+    acks: RefCell<Batch>,
 }
 
 impl<S: Storage, V: Validator, R: Remote> Db<S, V, R> {
@@ -146,6 +152,7 @@ impl<S: Storage, V: Validator, R: Remote> Db<S, V, R> {
             status: RefCell::new(StatusBoard::default()),
             listener: RefCell::new(None),
             closed: Cell::new(false),
+            acks: RefCell::default(),
         })
     }
 
@@ -211,37 +218,40 @@ impl<S: Storage, V: Validator, R: Remote> Db<S, V, R> {
 
     async fn drain_inner(&self, force: bool) -> Result<DrainReport> {
         let mut report = DrainReport::default();
-        // Acknowledged entries leave the in-memory queue at once; their removal from storage is
-        // committed in batches. A crash before that only re-sends them with the same mutation
-        // id, which at-least-once delivery allows.
-        let mut acked = super::batch::Batch::default();
-        let result = self.drain_loop(force, &mut report, &mut acked).await;
-        let _guard = self.writes.lock().await;
-        let flushed = self.flush_acks(&mut acked).await;
-        result.and(flushed)?;
+        self.drain_loop(force, &mut report).await?;
         report.remaining = self.engine.borrow().outbox().len();
         Ok(report)
     }
 
-    /// Commits the storage side of acknowledged pushes (already applied in memory). The caller
-    /// holds the write lock.
-    async fn flush_acks(&self, acked: &mut super::batch::Batch) -> Result<()> {
-        if acked.is_empty() {
-            return Ok(());
-        }
-        let batch = std::mem::take(acked);
-        self.check_open()?;
-        self.storage.commit(&batch).await?;
-        self.notify();
-        Ok(())
+    /// Commits the acknowledged pushes that are still waiting (see `acks`). Resolves with whether
+    /// there were any.
+    pub async fn flush(&self) -> Result<bool> {
+        let _guard = self.writes.lock().await;
+        self.flush_acks().await
     }
 
-    async fn drain_loop(
-        &self,
-        force: bool,
-        report: &mut DrainReport,
-        acked: &mut super::batch::Batch,
-    ) -> Result<()> {
+    /// [`Db::flush`] for a caller that holds the write lock.
+    async fn flush_acks(&self) -> Result<bool> {
+        if self.acks.borrow().is_empty() {
+            return Ok(false);
+        }
+        self.check_open()?;
+        let acks = std::mem::take(&mut *self.acks.borrow_mut());
+        if let Err(e) = self.storage.commit(&acks).await {
+            self.restore_acks(acks);
+            return Err(e);
+        }
+        Ok(true)
+    }
+
+    /// Puts acks whose commit failed back in front of any acknowledged since.
+    fn restore_acks(&self, mut acks: Batch) {
+        let later = std::mem::take(&mut *self.acks.borrow_mut());
+        acks.merge(later);
+        *self.acks.borrow_mut() = acks;
+    }
+
+    async fn drain_loop(&self, force: bool, report: &mut DrainReport) -> Result<()> {
         let mut tried = std::collections::HashSet::new();
         loop {
             if !self.status.borrow().online || self.closed.get() {
@@ -273,9 +283,9 @@ impl<S: Storage, V: Validator, R: Remote> Db<S, V, R> {
                 PushOutcome::Done => {
                     let batch = self.engine.borrow().plan_push_done(&entry.mutation_id)?;
                     self.engine.borrow_mut().apply(&batch);
-                    acked.merge(batch);
-                    if acked.outbox_delete.len() >= ACK_BATCH {
-                        self.flush_acks(acked).await?;
+                    self.acks.borrow_mut().merge(batch);
+                    if self.acks.borrow().outbox_delete.len() >= ACK_BATCH {
+                        self.flush_acks().await?;
                     }
                     let mut status = self.status.borrow_mut();
                     let m = status.model_mut(&entry.model);
@@ -286,7 +296,6 @@ impl<S: Storage, V: Validator, R: Remote> Db<S, V, R> {
                     report.pushed += 1;
                 }
                 PushOutcome::Retry(msg) => {
-                    self.flush_acks(acked).await?;
                     let delay = self.backoff.delay(entry.attempts + 1, (self.env.random)());
                     let batch = self.engine.borrow().plan_push_retry(
                         &entry.mutation_id,
@@ -300,7 +309,6 @@ impl<S: Storage, V: Validator, R: Remote> Db<S, V, R> {
                     break;
                 }
                 PushOutcome::Reject(msg) => {
-                    self.flush_acks(acked).await?;
                     self.ensure_loaded(std::slice::from_ref(&entry.model))
                         .await?;
                     let batch = self.engine.borrow().plan_rollback(&entry.mutation_id)?;
@@ -432,6 +440,8 @@ impl<S: Storage, V: Validator, R: Remote> Db<S, V, R> {
     /// Another tab changed `models` or the outbox: forget cached rows and re-read the outbox.
     pub async fn reload(&self, models: &[String]) -> Result<()> {
         let _guard = self.writes.lock().await;
+        // This tab's own acknowledged pushes go to storage first, or re-reading would revive them.
+        self.flush_acks().await?;
         for m in models {
             self.engine.borrow_mut().unload(m);
         }
@@ -593,12 +603,25 @@ impl<S: Storage, V: Validator, R: Remote> Db<S, V, R> {
         }
     }
 
-    async fn commit(&self, batch: &super::batch::Batch) -> Result<()> {
+    /// Commits `batch` (with any waiting acks, in the same transaction), then applies it in
+    /// memory. The caller holds the write lock.
+    async fn commit(&self, batch: &Batch) -> Result<()> {
         self.check_open()?;
         if batch.is_empty() {
             return Ok(());
         }
-        self.storage.commit(batch).await?;
+        let acks = std::mem::take(&mut *self.acks.borrow_mut());
+        let result = if acks.is_empty() {
+            self.storage.commit(batch).await
+        } else {
+            let mut all = acks.clone();
+            all.merge(batch.clone());
+            self.storage.commit(&all).await
+        };
+        if let Err(e) = result {
+            self.restore_acks(acks);
+            return Err(e);
+        }
         self.engine.borrow_mut().apply(batch);
         self.notify();
         Ok(())
@@ -610,8 +633,18 @@ impl<S: Storage, V: Validator, R: Remote> Db<S, V, R> {
         Ok(self.engine.borrow().outbox().to_vec())
     }
 
-    pub fn close(&self) {
-        self.closed.set(true);
+    /// Closes the database: calls made from now on fail with [`Error::Closed`]; the waiting
+    /// acks are committed (best effort: if that fails, those entries are only sent again) and
+    /// the storage connection is released once the write in progress, if any, has finished.
+    pub async fn close(&self) {
+        if self.closed.replace(true) {
+            return;
+        }
+        let _guard = self.writes.lock().await;
+        let acks = std::mem::take(&mut *self.acks.borrow_mut());
+        if !acks.is_empty() {
+            let _ = self.storage.commit(&acks).await;
+        }
         self.storage.close();
     }
 }

@@ -121,9 +121,21 @@ test("two tabs: one drainer at a time, each mutation delivered once, pending cou
   await context.setOffline(false);
   await waitPending(a, 0);
   await waitPending(b, 0);
+
+  // Online bursts from both tabs at once: the drainer keeps the outbox lock across its burst,
+  // the other tab's writes are pushed when it lets go, and both counts end at zero.
+  const burst = ([tab, prefix]) =>
+    Promise.all(
+      [0, 1].map(async (k) => {
+        for (let i = 0; i < 20; i++) await window.db.model("todos").insert({ values: { id: `${prefix}${k}-${i}`, title: tab } });
+      }),
+    );
+  await Promise.all([a.evaluate(burst, ["A", "ba"]), b.evaluate(burst, ["B", "bb"])]);
+  await waitPending(a, 0);
+  await waitPending(b, 0);
   // Both engines keep ticking; give them a few intervals to prove nothing is sent twice.
   await a.waitForTimeout(600);
-  assert.equal(deliveries.size, 10);
+  assert.equal(deliveries.size, 90);
   assert.ok([...deliveries.values()].every((n) => n === 1), `duplicates: ${JSON.stringify([...deliveries])}`);
   await context.close();
 });
