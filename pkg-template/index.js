@@ -351,9 +351,9 @@ class SyncOrm {
   #channel = null;
   #draining = null;
   #drainAgain = false;
-  #lease = null; // { release, timer } while this tab holds the outbox lock between drains
+  #lease = null; // { release, timer, changed } while this tab holds the outbox lock
   #leaseEnding = null;
-  #lockMissed = false;
+  #closing = new AbortController();
   #id = `${Date.now().toString(36)}-${Math.random().toString(36).slice(2)}`;
 
   constructor({ storage, models, engine }) {
@@ -473,10 +473,8 @@ class SyncOrm {
     if (this.#closed || !this.#detector.isOnline()) return null;
     let report;
     try {
-      const lease = await this.#holdLease(force);
-      this.#lockMissed = !lease;
-      // Another tab is draining: it lets the others know when it stops (see #endLease).
-      if (!lease) return null;
+      const lease = await this.#holdLease();
+      if (!lease) return null; // closed while waiting
       // If another tab (or ORM) drained last, it may have pushed entries this one still holds in
       // memory: re-read the outbox first. Read and written inside the lock, so it is exact.
       if (lease === "taken" && this.#lastDrainerWasOther()) await this.#engine.reload("[]");
@@ -487,7 +485,7 @@ class SyncOrm {
     } finally {
       this.#renewLease();
     }
-    if (report && report.pushed + report.rejected > 0) this.#lease.changed = true;
+    if (report && report.pushed + report.rejected > 0 && this.#lease) this.#lease.changed = true;
     if (report?.rejected) for (const m of this.#syncedModels()) this._changed(m, false);
     return report;
   }
@@ -502,10 +500,11 @@ class SyncOrm {
    * backend acknowledged are deleted from storage with the next write's transaction while the
    * lease runs, and at the latest when it ends, so a burst of writes costs one transaction each;
    * the lock is released only after that, so no other tab can read an acknowledged entry back.
-   * Resolves with "taken" (the lock was just taken), "held" (this tab already held it), or false
-   * (another tab holds it).
+   * A drain in another tab waits for the lock (its own later drain requests fold into it), then
+   * re-reads the outbox. Resolves with "taken" (the lock was just taken), "held" (this tab held
+   * it already), or null (closed while waiting).
    */
-  async #holdLease(force) {
+  async #holdLease() {
     await this.#leaseEnding;
     if (this.#lease) return "held";
     const locks = typeof navigator !== "undefined" ? navigator.locks : undefined;
@@ -515,14 +514,14 @@ class SyncOrm {
     }
     return new Promise((granted, failed) => {
       locks
-        .request(`micro-sync:${this.#storageName}:outbox`, force ? {} : { ifAvailable: true }, (lock) => {
-          if (!lock) return granted(false);
+        .request(`micro-sync:${this.#storageName}:outbox`, { signal: this.#closing.signal }, () => {
+          if (this.#closed) return granted(null);
           return new Promise((release) => {
             this.#lease = { release, timer: null, changed: false };
             granted("taken");
           });
         })
-        .catch(failed);
+        .catch((e) => (this.#closed ? granted(null) : failed(e)));
     });
   }
 
@@ -545,9 +544,8 @@ class SyncOrm {
       }
       this.#lease = null;
       lease.release();
-      // Other tabs re-read the outbox now that it is exact in storage, and one that wanted to
-      // drain meanwhile tries again.
-      if (flushed || lease.changed) this.#broadcast(this.#syncedModels(), true);
+      // Other tabs re-read the outbox now that it is exact in storage.
+      if (flushed || lease.changed) this.#broadcast(this.#syncedModels());
     })();
     await this.#leaseEnding;
     this.#leaseEnding = null;
@@ -680,9 +678,9 @@ class SyncOrm {
   }
 
   // ------------------------------------------------------------ other tabs
-  #broadcast(models, released = false) {
+  #broadcast(models) {
     try {
-      this.#channel?.postMessage({ models, released });
+      this.#channel?.postMessage({ models });
     } catch {
       // A closed channel: nothing to tell.
     }
@@ -697,9 +695,8 @@ class SyncOrm {
       return;
     }
     for (const m of models) this._changed(m, false);
-    // Another tab wrote or let the outbox lock go: if this tab runs the loop, or tried to drain
-    // while that tab held the lock, look at the queue now.
-    if (this.#loop?.running || (data?.released && this.#lockMissed)) this._drain(false).catch(() => {});
+    // Another tab wrote or drained: if this tab runs the loop, look at the queue now.
+    if (this.#loop?.running) this._drain(false).catch(() => {});
   }
 
   /** Resolves once storage is open (every method waits for it anyway). */
@@ -766,6 +763,7 @@ class SyncOrm {
     if (this.#closed) return;
     this.#loop?.stop();
     this.#closed = true;
+    this.#closing.abort();
     this.#listeners.clear();
     this.#subscribers.clear();
     const lease = this.#lease;
@@ -778,7 +776,7 @@ class SyncOrm {
     if (lease) {
       this.#lease = null;
       lease.release();
-      if (lease.changed) this.#broadcast(this.#syncedModels(), true);
+      if (lease.changed) this.#broadcast(this.#syncedModels());
     }
     this.#channel?.close();
   }

@@ -45,15 +45,6 @@ pub fn step(current: Option<Row>, effect: &Effect) -> Option<Row> {
     }
 }
 
-/// Whether `entry` touched the row `key` of `model`.
-pub fn touches(entry: &OutboxEntry, model: &str, key: &Key) -> bool {
-    entry.model == model
-        && entry
-            .before
-            .iter()
-            .any(|b| Key::from_value(&b.key).as_ref() == Some(key))
-}
-
 /// What `entry` did to row `key`.
 pub fn effect(entry: &OutboxEntry, def: &ModelDef, key: &Key) -> Effect {
     match entry.action {
