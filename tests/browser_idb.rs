@@ -733,3 +733,76 @@ async fn acknowledged_pushes_leave_storage_with_the_next_write_or_on_flush_and_c
     let err = db.drain(false).await.unwrap_err();
     assert_eq!(err.name(), "DatabaseClosedError", "{err}");
 }
+
+#[wasm_bindgen_test]
+async fn reads_naming_keys_or_indexed_values_are_answered_from_indexeddb_before_loading() {
+    let name = fresh_name();
+    let db = open(&name).await;
+    let names = [
+        json!("Ada"),
+        json!("Alan"),
+        json!(7),
+        json!("Grace"),
+        json!(null),
+    ];
+    let rows: Vec<Value> = (0..60)
+        .map(|i| json!({ "id": format!("u{i:02}"), "name": names[i % 5], "age": (i * 7) % 50 }))
+        .collect();
+    db.insert("users", &Value::Array(rows), None).await.unwrap();
+    db.update(
+        "users",
+        Some(&json!({ "id": "u03" })),
+        &json!({ "name": "Ada" }),
+        None,
+    )
+    .await
+    .unwrap();
+    db.close().await;
+
+    let queries = [
+        json!({ "where": { "name": "Ada" }, "orderBy": [{ "field": "age", "direction": "desc" }], "limit": 5 }),
+        json!({ "where": { "name": { "in": ["Alan", 7] }, "age": { "gte": 10 } }, "fields": ["id", "age"] }),
+        json!({ "where": { "id": { "in": ["u03", "u10", "nope"] } } }),
+        json!({ "where": { "and": [{ "name": "Grace" }, { "or": [{ "age": 0 }, { "age": { "gt": 30 } }] }] }, "offset": 1 }),
+    ];
+    let db = open(&name).await;
+    let mut narrow = Vec::new();
+    for q in &queries {
+        narrow.push(db.select("users", Some(q)).await.unwrap());
+    }
+    let ada = db
+        .count("users", Some(&json!({ "name": "Ada" })))
+        .await
+        .unwrap();
+    let u03 = db.get("users", &json!("u03")).await.unwrap();
+    let missing = db.get("users", &json!("zz")).await.unwrap();
+    assert!(!db.is_loaded("users"), "answered without loading the model");
+    assert_eq!(ada, 13, "12 Ada rows plus u03 renamed");
+    assert_eq!(u03.unwrap()["name"], json!("Ada"));
+    assert_eq!(missing, None);
+    assert_eq!(ids(&narrow[2]), [json!("u03"), json!("u10")]);
+
+    db.load("users").await.unwrap();
+    assert!(db.is_loaded("users"));
+    for (q, got) in queries.iter().zip(&narrow) {
+        assert_eq!(
+            &db.select("users", Some(q)).await.unwrap(),
+            got,
+            "query {q}"
+        );
+    }
+    assert_eq!(
+        db.count("users", Some(&json!({ "name": "Ada" })))
+            .await
+            .unwrap(),
+        ada
+    );
+    // A filter with nothing to look up still loads the model.
+    let db2 = open(&name).await;
+    let old = db2
+        .select("users", Some(&json!({ "where": { "age": { "gte": 45 } } })))
+        .await
+        .unwrap();
+    assert!(db2.is_loaded("users"));
+    assert_eq!(old.len(), 6);
+}

@@ -35,6 +35,18 @@ impl MemoryStore {
     }
 }
 
+/// After a read that storage answered without loading the model (a filter naming keys or indexed
+/// values, on a model not yet in memory), loads the model in the background so the next reads run
+/// from memory. A failure here is not the read's: the next read that needs the model reports it.
+fn load_later(db: &Rc<CoreDb>, model: String) {
+    if !db.is_loaded(&model) {
+        let db = db.clone();
+        wasm_bindgen_futures::spawn_local(async move {
+            let _ = db.load(&model).await;
+        });
+    }
+}
+
 #[wasm_bindgen(js_name = Engine)]
 pub struct Engine {
     storage: AnyStorage,
@@ -165,23 +177,27 @@ impl Engine {
     pub fn select(&self, model: String, query: String) -> Promise {
         self.with_db(move |db| async move {
             let q = opt_json(&query)?;
-            to_json(&db.select(&model, q.as_ref()).await?)
+            let rows = db.select(&model, q.as_ref()).await?;
+            load_later(&db, model);
+            to_json(&rows)
         })
     }
 
     pub fn count(&self, model: String, where_: String) -> Promise {
         self.with_db(move |db| async move {
             let w = opt_json(&where_)?;
-            Ok(JsValue::from_f64(
-                db.count(&model, w.as_ref()).await? as f64,
-            ))
+            let n = db.count(&model, w.as_ref()).await?;
+            load_later(&db, model);
+            Ok(JsValue::from_f64(n as f64))
         })
     }
 
     pub fn get(&self, model: String, key: String) -> Promise {
         self.with_db(move |db| async move {
             let k = from_json(&key)?;
-            to_json(&db.get(&model, &k).await?)
+            let row = db.get(&model, &k).await?;
+            load_later(&db, model);
+            to_json(&row)
         })
     }
 

@@ -3,7 +3,7 @@
 use crate::core::batch::Batch;
 use crate::core::outbox::OutboxEntry;
 use crate::core::schema::{ModelDef, Schema};
-use crate::core::value::Row;
+use crate::core::value::{Key, Row};
 use crate::error::Result;
 use crate::storage::indexeddb::IdbStorage;
 use crate::storage::{MemoryStorage, Storage};
@@ -25,6 +25,12 @@ impl Storage for AnyStorage {
         match self {
             AnyStorage::Memory(s) => s.load(model).await,
             AnyStorage::IndexedDb(s) => s.load(model).await,
+        }
+    }
+    async fn load_matching(&self, model: &ModelDef, field: &str, keys: &[Key]) -> Result<Vec<Row>> {
+        match self {
+            AnyStorage::Memory(s) => s.load_matching(model, field, keys).await,
+            AnyStorage::IndexedDb(s) => s.load_matching(model, field, keys).await,
         }
     }
     async fn load_outbox(&self) -> Result<Vec<OutboxEntry>> {

@@ -7,7 +7,7 @@
 use super::batch::Batch;
 use super::engine::Engine;
 use super::outbox::OutboxEntry;
-use super::query::{Filter, Select};
+use super::query::{Filter, Op, Select};
 use super::retry::Backoff;
 use super::schema::{ModelDef, RelationDef, Schema};
 use super::status::{EngineEvent, StatusBoard, SyncStatus};
@@ -117,6 +117,8 @@ pub struct Db<S, V, R = NoRemote> {
     remote: R,
     engine: RefCell<Engine>,
     writes: Mutex<()>,
+    /// Held while a model loads into memory.
+    loading: Mutex<()>,
     env: Env,
     backoff: Backoff,
     status: RefCell<StatusBoard>,
@@ -147,6 +149,7 @@ impl<S: Storage, V: Validator, R: Remote> Db<S, V, R> {
             remote,
             engine: RefCell::new(engine),
             writes: Mutex::new(()),
+            loading: Mutex::new(()),
             env,
             backoff: Backoff::default(),
             status: RefCell::new(StatusBoard::default()),
@@ -474,17 +477,24 @@ impl<S: Storage, V: Validator, R: Remote> Db<S, V, R> {
             .set_relations(model, relations)
     }
 
-    /// Loads the named models into memory if they are not yet.
+    /// Loads the named models into memory if they are not yet. One load at a time, so a read
+    /// that arrives while a model loads waits for that load instead of starting another.
     async fn ensure_loaded(&self, models: &[String]) -> Result<()> {
         self.check_open()?;
         for m in models {
             if self.engine.borrow().is_loaded(m) {
                 continue;
             }
+            let _loading = self.loading.lock().await;
+            self.check_open()?;
+            if self.engine.borrow().is_loaded(m) {
+                continue;
+            }
             let def = self.engine.borrow().schema.model(m)?.clone();
             let rows = self.storage.load(&def).await?;
             let mut engine = self.engine.borrow_mut();
-            // Another call may have loaded it (and applied writes) while this one awaited.
+            // Writes load the model first (through this lock), so nothing can have loaded it
+            // meanwhile; check anyway rather than overwrite newer rows.
             if !engine.is_loaded(m) {
                 engine.load(m, rows)?;
             }
@@ -492,8 +502,43 @@ impl<S: Storage, V: Validator, R: Remote> Db<S, V, R> {
         Ok(())
     }
 
+    /// Whether `model`'s rows are in memory (reads answer from memory alone).
+    pub fn is_loaded(&self, model: &str) -> bool {
+        self.engine.borrow().is_loaded(model)
+    }
+
+    /// Loads `model` into memory now. The bindings call it after a read that was answered from
+    /// storage (see `read_narrow`), so later reads run from memory.
+    pub async fn load(&self, model: &str) -> Result<()> {
+        self.engine.borrow().schema.model(model)?;
+        self.ensure_loaded(&[model.to_string()]).await
+    }
+
+    /// For a model not in memory and a filter naming primary keys or indexed values: only the
+    /// rows that can match, read from storage. Storage holds every committed write, so these
+    /// answer what the loaded model would. `None` when the model must be loaded instead.
+    async fn read_narrow(&self, model: &str, filter: &Filter) -> Result<Option<Vec<Row>>> {
+        self.check_open()?;
+        if self.engine.borrow().is_loaded(model) {
+            return Ok(None);
+        }
+        let Some((field, keys)) = self.engine.borrow().probe(model, filter)? else {
+            return Ok(None);
+        };
+        let def = self.engine.borrow().schema.model(model)?.clone();
+        self.storage
+            .load_matching(&def, &field, &keys)
+            .await
+            .map(Some)
+    }
+
     pub async fn select(&self, model: &str, query: Option<&Value>) -> Result<Vec<Value>> {
         let sel = Select::parse(&self.engine.borrow().schema, model, query)?;
+        if sel.relations.is_empty() {
+            if let Some(rows) = self.read_narrow(model, &sel.filter).await? {
+                return self.engine.borrow().select_from(&sel, rows);
+            }
+        }
         let mut models = Vec::new();
         sel.models(&mut models);
         self.ensure_loaded(&models).await?;
@@ -507,14 +552,28 @@ impl<S: Storage, V: Validator, R: Remote> Db<S, V, R> {
 
     pub async fn count(&self, model: &str, where_: Option<&Value>) -> Result<usize> {
         let filter = self.filter(model, where_)?;
+        if let Some(rows) = self.read_narrow(model, &filter).await? {
+            return Ok(rows.iter().filter(|r| filter.matches(r)).count());
+        }
         self.ensure_loaded(&[model.to_string()]).await?;
         self.engine.borrow().count(model, &filter)
     }
 
     pub async fn get(&self, model: &str, key: &Value) -> Result<Option<Value>> {
-        self.engine.borrow().schema.model(model)?;
+        let key = self.engine.borrow().get_key(model, key)?;
+        let pk = self
+            .engine
+            .borrow()
+            .schema
+            .model(model)?
+            .primary_key
+            .clone();
+        let filter = Filter::Field(pk, Op::Eq(key.to_value()));
+        if let Some(rows) = self.read_narrow(model, &filter).await? {
+            return Ok(rows.into_iter().next().map(Value::Object));
+        }
         self.ensure_loaded(&[model.to_string()]).await?;
-        self.engine.borrow().get(model, key)
+        self.engine.borrow().get(model, &key.to_value())
     }
 
     async fn validate(&self, model: &str, rows: Vec<Value>) -> Result<Vec<Value>> {

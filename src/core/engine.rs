@@ -63,11 +63,7 @@ impl Engine {
 
     pub fn load(&mut self, model: &str, rows: Vec<Row>) -> Result<()> {
         let def = self.schema.model(model)?;
-        let mut table = Table::with_indexes(&def.indexes);
-        for row in rows {
-            let key = row_key(def, &row)?;
-            table.put(key, Rc::new(row));
-        }
+        let table = table_of(def, rows)?;
         self.tables.insert(model.to_string(), table);
         Ok(())
     }
@@ -90,41 +86,45 @@ impl Engine {
     /// conditions pick the candidates when they name the primary key or an indexed field.
     pub fn matching(&self, model: &str, filter: &Filter) -> Result<Vec<&Rc<Row>>> {
         let def = self.schema.model(model)?;
-        let table = self.table(model)?;
-        let keyed = |op: &Op| -> Option<Vec<Key>> {
-            match op {
-                Op::Eq(v) => Key::from_value(v).map(|k| vec![k]),
-                Op::In(vs) => vs
-                    .iter()
-                    .map(Key::from_value)
-                    .collect::<Option<Vec<_>>>()
-                    .map(|mut ks| {
-                        ks.sort();
-                        ks.dedup();
-                        ks
-                    }),
-                _ => None,
-            }
-        };
-        let mut best: Option<Vec<&Rc<Row>>> = None;
+        Ok(matching_in(def, self.table(model)?, filter))
+    }
+
+    /// Which rows to read from storage to answer `filter` on a model that is not in memory:
+    /// `(field, keys)` for the top-level `eq`/`in` condition on the primary key (preferred) or on
+    /// an indexed field with the fewest values. Every row matching `filter` is among the rows
+    /// whose `field` holds one of `keys`. `None` when no such condition exists.
+    pub fn probe(&self, model: &str, filter: &Filter) -> Result<Option<(String, Vec<Key>)>> {
+        let def = self.schema.model(model)?;
+        let mut best: Option<(String, Vec<Key>)> = None;
         for c in filter.conjuncts() {
             let Filter::Field(f, op) = c else { continue };
-            let Some(values) = keyed(op) else { continue };
-            let candidates: Vec<&Rc<Row>> = if f == &def.primary_key {
-                values.iter().filter_map(|k| table.get(k)).collect()
-            } else if let Some(keys) = table.lookup(f, &values) {
-                keys.into_iter().filter_map(|k| table.get(k)).collect()
-            } else {
-                continue;
-            };
-            if best.as_ref().is_none_or(|b| candidates.len() < b.len()) {
-                best = Some(candidates);
+            let Some(keys) = op_keys(op) else { continue };
+            if f == &def.primary_key {
+                return Ok(Some((f.clone(), keys)));
+            }
+            if def.indexes.contains(f) && best.as_ref().is_none_or(|(_, b)| keys.len() < b.len()) {
+                best = Some((f.clone(), keys));
             }
         }
-        Ok(match best {
-            Some(c) => c.into_iter().filter(|r| filter.matches(r)).collect(),
-            None => table.iter().filter(|r| filter.matches(r)).collect(),
-        })
+        Ok(best)
+    }
+
+    /// Answers a select without relations from `rows` alone: the rows storage returned for
+    /// [`Engine::probe`]'s condition, for a model that is not in memory. Same result as
+    /// [`Engine::select`] on the loaded model.
+    pub fn select_from(&self, sel: &Select, rows: Vec<Row>) -> Result<Vec<Value>> {
+        debug_assert!(sel.relations.is_empty());
+        let def = self.schema.model(&sel.model)?;
+        let table = table_of(def, rows)?;
+        let candidates = matching_in(def, &table, &sel.filter);
+        let page = run(
+            &Filter::All,
+            &sel.order,
+            sel.offset,
+            sel.limit,
+            candidates.into_iter(),
+        );
+        materialize(&Tables::new(), &self.primary_keys(), sel, &page)
     }
 
     pub fn select(&self, sel: &Select) -> Result<Vec<Value>> {
@@ -146,14 +146,19 @@ impl Engine {
         Ok(self.matching(model, filter)?.len())
     }
 
-    pub fn get(&self, model: &str, key: &Value) -> Result<Option<Value>> {
+    /// The primary-key value `get` was given, as a key.
+    pub fn get_key(&self, model: &str, key: &Value) -> Result<Key> {
         let def = self.schema.model(model)?;
-        let key = Key::from_value(key).ok_or_else(|| {
+        Key::from_value(key).ok_or_else(|| {
             Error::query(format!(
                 "get on \"{}\" needs a string or number key, got {key}",
                 def.name
             ))
-        })?;
+        })
+    }
+
+    pub fn get(&self, model: &str, key: &Value) -> Result<Option<Value>> {
+        let key = self.get_key(model, key)?;
         Ok(self
             .table(model)?
             .get(&key)
@@ -655,6 +660,56 @@ fn into_row(def: &ModelDef, i: usize, v: Value) -> Result<Row> {
 }
 
 /// The primary key of a row, or a validation error naming what is wrong with it.
+/// A table of `def`'s rows, with its declared indexes.
+fn table_of(def: &ModelDef, rows: Vec<Row>) -> Result<Table> {
+    let mut table = Table::with_indexes(&def.indexes);
+    for row in rows {
+        let key = row_key(def, &row)?;
+        table.put(key, Rc::new(row));
+    }
+    Ok(table)
+}
+
+/// The keys an `eq`/`in` operand names (sorted, without duplicates), if every one can be a key.
+fn op_keys(op: &Op) -> Option<Vec<Key>> {
+    match op {
+        Op::Eq(v) => Key::from_value(v).map(|k| vec![k]),
+        Op::In(vs) => vs
+            .iter()
+            .map(Key::from_value)
+            .collect::<Option<Vec<_>>>()
+            .map(|mut ks| {
+                ks.sort();
+                ks.dedup();
+                ks
+            }),
+        _ => None,
+    }
+}
+
+/// Rows of `table` matching `filter`, in primary-key order; see [`Engine::matching`].
+fn matching_in<'t>(def: &ModelDef, table: &'t Table, filter: &Filter) -> Vec<&'t Rc<Row>> {
+    let mut best: Option<Vec<&Rc<Row>>> = None;
+    for c in filter.conjuncts() {
+        let Filter::Field(f, op) = c else { continue };
+        let Some(values) = op_keys(op) else { continue };
+        let candidates: Vec<&Rc<Row>> = if f == &def.primary_key {
+            values.iter().filter_map(|k| table.get(k)).collect()
+        } else if let Some(keys) = table.lookup(f, &values) {
+            keys.into_iter().filter_map(|k| table.get(k)).collect()
+        } else {
+            continue;
+        };
+        if best.as_ref().is_none_or(|b| candidates.len() < b.len()) {
+            best = Some(candidates);
+        }
+    }
+    match best {
+        Some(c) => c.into_iter().filter(|r| filter.matches(r)).collect(),
+        None => table.iter().filter(|r| filter.matches(r)).collect(),
+    }
+}
+
 pub fn row_key(def: &ModelDef, row: &Row) -> Result<Key> {
     match row.get(&def.primary_key) {
         Some(v) => Key::from_value(v).ok_or_else(|| Error::Validation {

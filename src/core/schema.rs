@@ -60,6 +60,16 @@ impl ModelDef {
     }
 }
 
+/// Whether IndexedDB reads `f` as the top-level field `f` when it is a key path: an identifier, no
+/// dots (a dotted path would name a nested field, which the engine does not).
+fn is_plain_field(f: &str) -> bool {
+    let mut chars = f.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_alphabetic() || c == '_' || c == '$')
+        && chars.all(|c| c.is_alphanumeric() || c == '_' || c == '$')
+}
+
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Schema {
     pub models: BTreeMap<String, ModelDef>,
@@ -80,6 +90,14 @@ impl Schema {
                     "model \"{}\" needs a primaryKey",
                     m.name
                 )));
+            }
+            for f in std::iter::once(&m.primary_key).chain(&m.indexes) {
+                if !is_plain_field(f) {
+                    return Err(Error::query(format!(
+                        "model \"{}\": \"{f}\" cannot be a primaryKey or index: IndexedDB needs a plain field name (letters, digits, _ or $, not starting with a digit)",
+                        m.name
+                    )));
+                }
             }
             if map.contains_key(&m.name) {
                 return Err(Error::query(format!(
@@ -124,5 +142,28 @@ impl Schema {
         self.check_relations(&m)?;
         self.models.insert(model.to_string(), m);
         Ok(())
+    }
+}
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn key_paths_must_be_plain_field_names() {
+        let def = |pk: &str, ix: &[&str]| -> ModelDef {
+            serde_json::from_value(json!({ "name": "t", "primaryKey": pk, "indexes": ix })).unwrap()
+        };
+        assert!(Schema::new(vec![def("id", &["userId", "_x", "$y", "né2"])]).is_ok());
+        for (pk, ix, bad) in [
+            ("a.b", vec![], "a.b"),
+            ("id", vec!["created-at"], "created-at"),
+            ("id", vec!["1st"], "1st"),
+            ("id", vec![""], "\"\""),
+        ] {
+            let e = Schema::new(vec![def(pk, &ix)]).unwrap_err().to_string();
+            assert!(e.contains(bad) && e.contains("plain field name"), "{e}");
+        }
     }
 }

@@ -312,6 +312,40 @@ impl Storage for IdbStorage {
         self.read_all(&model.name).await
     }
 
+    /// One read-only transaction; a `getAll` per key on the object store (primary key) or on the
+    /// field's IndexedDB index, all issued before the first is awaited.
+    async fn load_matching(&self, model: &ModelDef, field: &str, keys: &[Key]) -> Result<Vec<Row>> {
+        let db = self.db().await?;
+        let tx =
+            db.0.transaction(model.name.as_str())
+                .build()
+                .map_err(idb_err)?;
+        let store = tx.object_store(&model.name).map_err(idb_err)?;
+        let index = if field == model.primary_key {
+            None
+        } else {
+            Some(store.index(field).map_err(idb_err)?)
+        };
+        let mut requests = Vec::with_capacity(keys.len());
+        for k in keys {
+            let req = match &index {
+                None => store
+                    .get_all()
+                    .with_query::<JsValue, _>(key_js(k))
+                    .primitive(),
+                Some(ix) => ix.get_all().with_query::<JsValue, _>(key_js(k)).primitive(),
+            };
+            requests.push(req.map_err(idb_err)?);
+        }
+        let found = js_sys::Array::new();
+        for req in requests {
+            for v in req.await.map_err(idb_err)? {
+                found.push(&v.map_err(idb_err)?);
+            }
+        }
+        from_js_array(&found)
+    }
+
     async fn load_outbox(&self) -> Result<Vec<OutboxEntry>> {
         let mut entries: Vec<OutboxEntry> = self.read_all(OUTBOX_STORE).await?;
         entries.sort_by(|a, b| a.mutation_id.cmp(&b.mutation_id));

@@ -47,6 +47,26 @@ impl Storage for MemoryStorage {
             .unwrap_or_default())
     }
 
+    async fn load_matching(&self, model: &ModelDef, field: &str, keys: &[Key]) -> Result<Vec<Row>> {
+        let data = self.data.borrow();
+        let Some(store) = data.stores.get(&model.name) else {
+            return Ok(Vec::new());
+        };
+        Ok(if field == model.primary_key {
+            keys.iter().filter_map(|k| store.get(k)).cloned().collect()
+        } else {
+            store
+                .values()
+                .filter(|r| {
+                    r.get(field)
+                        .and_then(Key::from_value)
+                        .is_some_and(|k| keys.contains(&k))
+                })
+                .cloned()
+                .collect()
+        })
+    }
+
     async fn load_outbox(&self) -> Result<Vec<OutboxEntry>> {
         Ok(self.data.borrow().outbox.values().cloned().collect())
     }

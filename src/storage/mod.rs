@@ -6,7 +6,7 @@
 use crate::core::batch::Batch;
 use crate::core::outbox::OutboxEntry;
 use crate::core::schema::{ModelDef, Schema};
-use crate::core::value::Row;
+use crate::core::value::{Key, Row};
 use crate::error::Result;
 
 pub mod memory;
@@ -28,6 +28,18 @@ pub trait Storage {
     async fn open(&self, schema: &Schema) -> Result<()>;
     /// Every row of one model.
     async fn load(&self, model: &ModelDef) -> Result<Vec<Row>>;
+    /// The rows of one model whose `field` (the primary key or a declared index) holds one of
+    /// `keys`. Lets a read that names keys skip loading the whole model. The default reads every
+    /// row and filters.
+    async fn load_matching(&self, model: &ModelDef, field: &str, keys: &[Key]) -> Result<Vec<Row>> {
+        let mut rows = self.load(model).await?;
+        rows.retain(|r| {
+            r.get(field)
+                .and_then(Key::from_value)
+                .is_some_and(|k| keys.contains(&k))
+        });
+        Ok(rows)
+    }
     /// Every outbox entry, oldest first.
     async fn load_outbox(&self) -> Result<Vec<OutboxEntry>>;
     /// Applies the whole batch atomically: all of it or none of it.

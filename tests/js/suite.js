@@ -162,6 +162,46 @@ export const cases = {
     eq(await again.model("users").count(), 3);
     eq((await again.model("posts").select({ where: { title: { like: "%numbers" } } })).length, 2);
   },
+
+  async "reads naming keys or indexed values are answered before the model loads, then from memory"(kind) {
+    const storage = storageOf(kind);
+    const first = ms.createSyncOrm({ storage, models: models() });
+    const names = ["Ada", "Alan", "Grace", "Ken"];
+    const rows = Array.from({ length: 40 }, (_, i) => ({ id: `u${String(i).padStart(2, "0")}`, name: names[i % 4], age: i }));
+    await first.model("users").insert({ values: rows });
+    await first.close();
+    // Watch what this page asks IndexedDB for the users store.
+    const calls = [];
+    const restore = [
+      [IDBObjectStore.prototype, "store"],
+      [IDBIndex.prototype, "index"],
+    ].map(([proto, what]) => {
+      const original = proto.getAll;
+      proto.getAll = function (...args) {
+        const store = what === "store" ? this.name : this.objectStore.name;
+        if (store === "users") calls.push(`${what}:${args.length ? "key" : "all"}`);
+        return original.apply(this, args);
+      };
+      return () => (proto.getAll = original);
+    });
+    try {
+      const db = ms.createSyncOrm({ storage, models: models() });
+      const users = db.model("users");
+      const q = { where: { name: { in: ["Ada", "Ken"] }, age: { gte: 10 } }, orderBy: [{ field: "age", direction: "desc" }], limit: 4 };
+      const cold = await users.select(q);
+      eq(cold.map((r) => r.id), ["u39", "u36", "u35", "u32"], "page read before loading");
+      eq((await users.get("u05"))?.name, "Alan", "get before loading");
+      eq(await users.count({ where: { name: "Alan" } }), 10, "count");
+      if (kind === "indexeddb") eq(calls.slice(0, 2), ["index:key", "index:key"], "the first read asks the name index for Ada and Ken");
+      // A filter with nothing to look up waits for the model to load (once), then runs in memory.
+      eq((await users.select({ where: { age: { gte: 38 } } })).map((r) => r.id), ["u38", "u39"]);
+      eq(await users.select(q), cold, "same page from memory");
+      if (kind === "indexeddb") eq(calls.filter((c) => c === "store:all").length, 1, "the model is loaded once");
+      await db.close();
+    } finally {
+      restore.forEach((f) => f());
+    }
+  },
 };
 
 export async function run(kind, name) {
