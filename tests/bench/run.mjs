@@ -105,7 +105,8 @@ profile, ${REPS} repetitions; the table shows medians, with each workload's rati
 (for ops/s higher is better, for ms lower is better). Data: 10,000 generated users {id, name, email, age, status}
 and 1,000 users × 10 posts, fixed seed. W3, W7 and W8 answers are checked against a plain-JS reference.
 "micro-sync + outbox" uses models with a \`sync.mutation\` hook that succeeds at once, so every write also
-commits an outbox entry and is pushed.
+commits an outbox entry and is pushed (W8's database is written with the push finished, so it opens with an
+empty outbox).
 
 ${table}
 Package: ${pkgFiles.map((f) => `${f} ${(gz(f) / 1024).toFixed(1)} KB`).join(", ")}; total ${(pkgGzip / 1024).toFixed(1)} KB gzip.

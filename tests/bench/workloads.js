@@ -196,6 +196,8 @@ function microSync(withSync) {
           return times;
         },
         memory: () => ms.memoryUsage().wasmBytes,
+        // Lets the immediate push of the last write finish, so the next page opens an empty outbox.
+        settle: () => (withSync ? db.retryPendingSync() : undefined),
         close: () => db.close(),
       };
     },
@@ -273,7 +275,8 @@ export async function runAll(libName, tag) {
   // W8 set-up: a persisted 10,000-row database for the cold start.
   db = await lib.open(`w8-${tag}`);
   await db.insertMany("users", users);
-  db.close();
+  await db.settle?.();
+  await db.close();
   return out;
 }
 
