@@ -491,13 +491,9 @@ impl<S: Storage, V: Validator, R: Remote> Db<S, V, R> {
                 continue;
             }
             let def = self.engine.borrow().schema.model(m)?.clone();
+            // Every load holds this lock, so nothing else loads the model meanwhile.
             let rows = self.storage.load(&def).await?;
-            let mut engine = self.engine.borrow_mut();
-            // Writes load the model first (through this lock), so nothing can have loaded it
-            // meanwhile; check anyway rather than overwrite newer rows.
-            if !engine.is_loaded(m) {
-                engine.load(m, rows)?;
-            }
+            self.engine.borrow_mut().load(m, rows)?;
         }
         Ok(())
     }

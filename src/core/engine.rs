@@ -116,27 +116,24 @@ impl Engine {
         debug_assert!(sel.relations.is_empty());
         let def = self.schema.model(&sel.model)?;
         let table = table_of(def, rows)?;
-        let candidates = matching_in(def, &table, &sel.filter);
-        let page = run(
-            &Filter::All,
-            &sel.order,
-            sel.offset,
-            sel.limit,
-            candidates.into_iter(),
-        );
-        materialize(&Tables::new(), &self.primary_keys(), sel, &page)
+        self.page(&Tables::new(), sel, matching_in(def, &table, &sel.filter))
     }
 
     pub fn select(&self, sel: &Select) -> Result<Vec<Value>> {
         let candidates = self.matching(&sel.model, &sel.filter)?;
+        self.page(&self.tables, sel, candidates)
+    }
+
+    /// Orders and pages the matching rows, then projects them and attaches relations.
+    fn page(&self, tables: &Tables, sel: &Select, matching: Vec<&Rc<Row>>) -> Result<Vec<Value>> {
         let page = run(
             &Filter::All,
             &sel.order,
             sel.offset,
             sel.limit,
-            candidates.into_iter(),
+            matching.into_iter(),
         );
-        materialize(&self.tables, &self.primary_keys(), sel, &page)
+        materialize(tables, &self.primary_keys(), sel, &page)
     }
 
     pub fn count(&self, model: &str, filter: &Filter) -> Result<usize> {

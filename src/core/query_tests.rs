@@ -319,6 +319,23 @@ fn arb_leaf() -> impl Strategy<Value = Value> {
     })
 }
 
+/// Rows `{id: i, a, b, c}` from generated field values (a `None` leaves the field out).
+fn numbered(data: &[(Option<Value>, Option<Value>, Option<Value>)]) -> Vec<Row> {
+    data.iter()
+        .enumerate()
+        .map(|(i, (a, b, c))| {
+            let mut r = Row::new();
+            r.insert("id".into(), Value::from(i as i64));
+            for (k, v) in [("a", a), ("b", b), ("c", c)] {
+                if let Some(v) = v {
+                    r.insert(k.into(), v.clone());
+                }
+            }
+            r
+        })
+        .collect()
+}
+
 fn arb_where() -> impl Strategy<Value = Value> {
     arb_leaf().prop_recursive(3, 12, 3, |inner| {
         prop_oneof![
@@ -339,14 +356,7 @@ proptest! {
         offset in 0usize..5,
         limit in proptest::option::of(0usize..8),
     ) {
-        let rows: Vec<Rc<Row>> = data.iter().enumerate().map(|(i, (a, b, c))| {
-            let mut r = Row::new();
-            r.insert("id".into(), Value::from(i as i64));
-            for (k, v) in [("a", a), ("b", b), ("c", c)] {
-                if let Some(v) = v { r.insert(k.into(), v.clone()); }
-            }
-            Rc::new(r)
-        }).collect();
+        let rows: Vec<Rc<Row>> = numbered(&data).into_iter().map(Rc::new).collect();
         let keys: Vec<OrderKey> = order.iter().map(|(f, d)| OrderKey { field: f.to_string(), descending: *d }).collect();
         let filter = Filter::parse(&model(None), Some(&where_)).unwrap();
         let got: Vec<i64> = run(&filter, &keys, offset, limit, rows.iter()).iter().map(|r| r["id"].as_i64().unwrap()).collect();
@@ -378,14 +388,7 @@ proptest! {
         use crate::core::engine::Engine;
         let m: ModelDef = serde_json::from_value(json!({ "name": "t", "primaryKey": "id", "indexes": ["a", "b"] })).unwrap();
         let mut engine = Engine::new(Schema::new(vec![m.clone()]).unwrap());
-        let rows: Vec<Row> = data.iter().enumerate().map(|(i, (a, b, c))| {
-            let mut r = Row::new();
-            r.insert("id".into(), Value::from(i as i64));
-            for (k, v) in [("a", a), ("b", b), ("c", c)] {
-                if let Some(v) = v { r.insert(k.into(), v.clone()); }
-            }
-            r
-        }).collect();
+        let rows = numbered(&data);
         engine.load("t", rows.clone()).unwrap();
         // Also exercise index maintenance: rewrite every other row through a batch.
         let mut batch = crate::core::batch::Batch::default();
@@ -424,14 +427,7 @@ proptest! {
         use futures::executor::block_on;
         let m: ModelDef = serde_json::from_value(json!({ "name": "t", "primaryKey": "id", "indexes": ["a", "b"] })).unwrap();
         let schema = Schema::new(vec![m.clone()]).unwrap();
-        let rows: Vec<Row> = data.iter().enumerate().map(|(i, (a, b, c))| {
-            let mut r = Row::new();
-            r.insert("id".into(), Value::from(i as i64));
-            for (k, v) in [("a", a), ("b", b), ("c", c)] {
-                if let Some(v) = v { r.insert(k.into(), v.clone()); }
-            }
-            r
-        }).collect();
+        let rows = numbered(&data);
         let storage = MemoryStorage::new();
         block_on(storage.open(&schema)).unwrap();
         let mut batch = Batch::default();
