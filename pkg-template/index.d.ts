@@ -27,11 +27,21 @@ export interface Relation<K extends "hasMany" | "hasOne" | "belongsTo" = any, M 
   readonly foreignKey: string;
 }
 
+/** Passed to sync hooks: `signal` is aborted when the call times out (see `timeoutMs`). */
+export interface HookContext {
+  signal: AbortSignal;
+}
+
 export interface ModelSync<Row> {
   /** Pull: return backend rows for this query shape. */
-  query?: (query: SelectQuery<Row>) => Promise<Row[]>;
+  query?: (query: SelectQuery<Row>, ctx: HookContext) => Promise<Row[]>;
   /** Push one write. Throw `{ retryable: false }` (or `permanent: true`) to reject it for good. */
-  mutation?: (m: { action: "insert" | "update" | "delete"; query: unknown; mutationId: string; model: string }) => Promise<unknown>;
+  mutation?: (m: { action: "insert" | "update" | "delete"; query: unknown; mutationId: string; model: string }, ctx: HookContext) => Promise<unknown>;
+  /**
+   * How long a hook call may stay pending before it fails (default 30 000 ms; `Infinity` for no
+   * limit). A timed-out push is retried like any failed one; a timed-out pull rejects with SyncError.
+   */
+  timeoutMs?: number;
 }
 
 export interface Model<Name extends string = string, Row = Record<string, unknown>, Rels extends Record<string, Relation> = {}> {

@@ -83,6 +83,10 @@ export function defineModel(name, options = {}) {
   if (schema != null && !isSchema(schema)) {
     throw new QueryError(`defineModel("${name}"): schema must be a Standard Schema or have safeParse/parse`);
   }
+  const timeoutMs = sync?.timeoutMs;
+  if (timeoutMs !== undefined && !(typeof timeoutMs === "number" && timeoutMs > 0)) {
+    throw new QueryError(`defineModel("${name}"): sync.timeoutMs must be a positive number of milliseconds (Infinity for no limit)`);
+  }
   return { name, primaryKey, schema, indexes, sync, relations };
 }
 
@@ -214,6 +218,33 @@ function checkDetector(d) {
     throw new QueryError("networkDetector must be { isOnline(): boolean, subscribe(listener): unsubscribe }");
   }
   return d;
+}
+
+/** How long a sync hook call may stay pending before it counts as failed (`sync.timeoutMs`). */
+const HOOK_TIMEOUT_MS = 30_000;
+/** setTimeout treats longer delays as 0. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/**
+ * Calls `model.sync[hook](arg, { signal })`. A call still pending after `sync.timeoutMs` fails
+ * (a transient failure for a push, a SyncError for a pull) and its signal is aborted, so a request
+ * that never answers cannot hold the outbox queue.
+ */
+function callHook(model, hook, arg) {
+  const ms = model.sync.timeoutMs ?? HOOK_TIMEOUT_MS;
+  const controller = new AbortController();
+  const call = (async () => model.sync[hook](arg, { signal: controller.signal }))();
+  if (!(ms <= MAX_TIMER_MS)) return call;
+  let timer;
+  const timedOut = new Promise((_, reject) => {
+    timer = setTimeout(() => {
+      const e = new Error(`sync.${hook} of "${model.name}" did not settle within ${ms} ms`);
+      e.name = "TimeoutError";
+      controller.abort(e);
+      reject(e);
+    }, ms);
+  });
+  return Promise.race([call, timedOut]).finally(() => clearTimeout(timer));
 }
 
 /** An error thrown by a mutation hook is a rejection when it says it will never succeed. */
@@ -415,7 +446,7 @@ class SyncOrm {
     const model = this.#models.get(modelName);
     const e = JSON.parse(entryJson);
     try {
-      await model.sync.mutation({ action: e.action, query: e.query, mutationId: e.mutationId, model: modelName });
+      await callHook(model, "mutation", { action: e.action, query: e.query, mutationId: e.mutationId, model: modelName });
       return '{"done":true}';
     } catch (err) {
       return JSON.stringify(isPermanent(err) ? { reject: messageOf(err) } : { retry: messageOf(err) });
@@ -423,7 +454,7 @@ class SyncOrm {
   }
 
   async #pull(modelName, queryJson) {
-    const rows = await this.#models.get(modelName).sync.query(queryJson ? JSON.parse(queryJson) : {});
+    const rows = await callHook(this.#models.get(modelName), "query", queryJson ? JSON.parse(queryJson) : {});
     if (!Array.isArray(rows)) throw new TypeError(`sync.query of "${modelName}" must resolve to an array of rows`);
     return JSON.stringify(rows);
   }

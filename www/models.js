@@ -26,9 +26,10 @@ export const network = {
   },
 };
 
-async function post(path, body) {
+async function post(path, body, signal) {
   if (!network.isOnline()) throw new Error("offline: the backend is unreachable");
-  const res = await fetch(path, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+  // `signal` is aborted if micro-sync gives up waiting (sync.timeoutMs), which cancels the request.
+  const res = await fetch(path, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body), signal });
   const data = await res.json().catch(() => ({}));
   // 4xx means the backend will never accept this mutation: a rejection, not a retry.
   if (res.status >= 400 && res.status < 500) throw Object.assign(new Error(data.error ?? `HTTP ${res.status}`), { retryable: false });
@@ -37,8 +38,9 @@ async function post(path, body) {
 }
 
 const hooks = (model) => ({
-  mutation: (m) => post("/api/push", m),
-  query: (query) => post("/api/pull", { model, query }),
+  mutation: (m, { signal }) => post("/api/push", m, signal),
+  query: (query, { signal }) => post("/api/pull", { model, query }, signal),
+  timeoutMs: 10_000,
 });
 
 export const projects = defineModel("projects", {

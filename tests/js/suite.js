@@ -202,6 +202,41 @@ export const cases = {
       restore.forEach((f) => f());
     }
   },
+
+  async "a sync hook that never settles times out: its signal aborts, the push is retried, a pull fails"(kind) {
+    const calls = [];
+    const notes = ms.defineModel("notes", {
+      primaryKey: "id",
+      sync: {
+        timeoutMs: 50,
+        // The first push and every pull hang; later pushes succeed.
+        mutation: (m, { signal }) => {
+          calls.push({ id: m.mutationId, signal });
+          return calls.length === 1 ? new Promise(() => {}) : Promise.resolve();
+        },
+        query: () => new Promise(() => {}),
+      },
+    });
+    const online = { isOnline: () => true, subscribe: () => () => {} };
+    const db = ms.createSyncOrm({ storage: storageOf(kind), models: { notes }, engine: { intervalMs: 60_000, networkDetector: online } });
+    db.stopEngine();
+    await db.model("notes").insert({ values: { id: "n1", text: "hello" } }); // pushed at once, hangs
+    const started = performance.now();
+    let pending;
+    while (!(pending = await db.pending())[0]?.attempts && performance.now() - started < 5000) await new Promise((r) => setTimeout(r, 10));
+    eq(pending.length, 1, "still queued");
+    eq(pending[0].attempts, 1, "the timed-out push counts as an attempt");
+    if (!/sync\.mutation of "notes" did not settle within 50 ms/.test(pending[0].lastError)) throw new Error(`lastError: ${pending[0].lastError}`);
+    eq(calls[0].signal.aborted, true, "the hung call's signal is aborted");
+    await db.retryPendingSync();
+    eq(await db.pending(), [], "delivered on retry");
+    eq(calls.map((c) => c.id), [calls[0].id, calls[0].id], "same mutationId both times");
+    await rejects(db.model("notes").sync(), "SyncError", /sync\.query of "notes" did not settle within 50 ms/);
+    if (!(() => { try { ms.defineModel("x", { primaryKey: "id", sync: { timeoutMs: 0 } }); } catch (e) { return e.name === "QueryError"; } })()) {
+      throw new Error("timeoutMs 0 must be refused");
+    }
+    await db.close();
+  },
 };
 
 export async function run(kind, name) {

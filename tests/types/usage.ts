@@ -103,3 +103,22 @@ function vueUsage() {
 
 void usage;
 void vueUsage;
+
+// Sync hooks receive a context with an AbortSignal; timeoutMs is a number.
+defineModel("synced", {
+  primaryKey: "id",
+  schema: z.object({ id: z.string(), text: z.string() }),
+  sync: {
+    timeoutMs: 5_000,
+    mutation: async (m, { signal }) => {
+      expectType<string>(m.mutationId);
+      expectType<AbortSignal>(signal);
+    },
+    query: async (q, ctx) => {
+      expectType<AbortSignal>(ctx.signal);
+      return [{ id: "a", text: "b" }];
+    },
+  },
+});
+// @ts-expect-error timeoutMs is a number of milliseconds
+defineModel("badTimeout", { primaryKey: "id", sync: { timeoutMs: "5s" } });
