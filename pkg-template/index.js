@@ -7,6 +7,8 @@ import initWasm, { initSync, Engine, MemoryStore } from "./micro_sync.js";
 // Initialized on first use, so importing never blocks and needs no init() from the app.
 let wasmReady;
 let wasmExports;
+/** A write touching more rows than this makes other tabs re-read the model whole. */
+const MAX_ANNOUNCED_KEYS = 500;
 /** How long a tab keeps the outbox lock after its last drain (see SyncOrm#holdLease). */
 const LEASE_IDLE_MS = 25;
 const isNode = typeof process !== "undefined" && !!process.versions?.node && typeof window === "undefined";
@@ -291,7 +293,10 @@ class Repository {
     return this.#call(kind, ...args).then((text) => {
       const rows = JSON.parse(text);
       if (rows.length) {
-        this.#orm._changed(this.name);
+        // Other tabs re-read just these rows, when the returned rows carry their keys.
+        const pk = this.model.primaryKey;
+        const keys = rows.length <= MAX_ANNOUNCED_KEYS && rows.every((r) => r[pk] != null) ? rows.map((r) => r[pk]) : null;
+        this.#orm._changed(this.name, true, keys);
         // Optimistic write committed: try to push it now (a no-op offline or when nothing syncs).
         if (typeof this.model.sync?.mutation === "function") this.#orm._drain(false).catch(() => {});
       }
@@ -508,7 +513,7 @@ class SyncOrm {
       if (!lease) return null; // closed while waiting
       // If another tab (or ORM) drained last, it may have pushed entries this one still holds in
       // memory: re-read the outbox first. Read and written inside the lock, so it is exact.
-      if (lease === "taken" && this.#lastDrainerWasOther()) await this.#engine.reload("[]");
+      if (lease === "taken" && this.#lastDrainerWasOther()) await this.#engine.reload('{"models":[]}');
       const text = await this.#engine.drain(force);
       report = text ? JSON.parse(text) : null;
     } catch (e) {
@@ -517,6 +522,7 @@ class SyncOrm {
       this.#renewLease();
     }
     if (report && report.pushed + report.rejected > 0 && this.#lease) this.#lease.changed = true;
+    if (report?.rejected && this.#lease) this.#lease.rolledBack = true;
     if (report?.rejected) for (const m of this.#syncedModels()) this._changed(m, false);
     return report;
   }
@@ -540,7 +546,7 @@ class SyncOrm {
     if (this.#lease) return "held";
     const locks = typeof navigator !== "undefined" ? navigator.locks : undefined;
     if (!locks || !this.#storageName) {
-      this.#lease = { release: () => {}, timer: null, changed: false };
+      this.#lease = { release: () => {}, timer: null, changed: false, rolledBack: false };
       return "taken";
     }
     return new Promise((granted, failed) => {
@@ -548,7 +554,7 @@ class SyncOrm {
         .request(`micro-sync:${this.#storageName}:outbox`, { signal: this.#closing.signal }, () => {
           if (this.#closed) return granted(null);
           return new Promise((release) => {
-            this.#lease = { release, timer: null, changed: false };
+            this.#lease = { release, timer: null, changed: false, rolledBack: false };
             granted("taken");
           });
         })
@@ -576,7 +582,7 @@ class SyncOrm {
       this.#lease = null;
       lease.release();
       // Other tabs re-read the outbox now that it is exact in storage.
-      if (flushed || lease.changed) this.#broadcast(this.#syncedModels());
+      if (flushed || lease.changed) this.#announceDrained(lease);
     })();
     await this.#leaseEnding;
     this.#leaseEnding = null;
@@ -709,19 +715,27 @@ class SyncOrm {
   }
 
   // ------------------------------------------------------------ other tabs
-  #broadcast(models) {
+  // Announcements: `{ models, keys? }`. Receivers re-read the outbox, re-read the rows in
+  // `keys[model]`, and forget any listed model without keys (read again when next needed).
+  #broadcast(models, keys = null) {
     try {
-      this.#channel?.postMessage({ models });
+      this.#channel?.postMessage(keys ? { models, keys } : { models });
     } catch {
       // A closed channel: nothing to tell.
     }
   }
 
+  // After a drain: the outbox changed; rows changed only if a rejection rolled some back.
+  #announceDrained(lease) {
+    this.#broadcast(lease.rolledBack ? this.#syncedModels() : []);
+  }
+
   async #onRemoteChange(data) {
     const models = (data?.models ?? []).filter((m) => this.#models.has(m));
+    const keys = data?.keys && typeof data.keys === "object" ? data.keys : undefined;
     if (this.#closed || !this.#engine) return;
     try {
-      await this.#engine.reload(JSON.stringify(models));
+      await this.#engine.reload(JSON.stringify({ models, keys }));
     } catch {
       return;
     }
@@ -772,9 +786,12 @@ class SyncOrm {
     return () => this.#listeners.delete(fn);
   }
 
-  /** After local data of `model` changed; `announce` tells other tabs too. */
-  _changed(model, announce = true) {
-    if (announce) this.#broadcast([model]);
+  /**
+   * After local data of `model` changed; `announce` tells other tabs too, with the primary keys
+   * of the changed rows when known (`keys`), so they re-read only those.
+   */
+  _changed(model, announce = true, keys = null) {
+    if (announce) this.#broadcast([model], keys && { [model]: keys });
     for (const fn of [...this.#listeners]) {
       try {
         fn(model);
@@ -807,7 +824,7 @@ class SyncOrm {
     if (lease) {
       this.#lease = null;
       lease.release();
-      if (lease.changed) this.#broadcast(this.#syncedModels());
+      if (lease.changed) this.#announceDrained(lease);
     }
     this.#channel?.close();
   }

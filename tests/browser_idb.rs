@@ -806,3 +806,77 @@ async fn reads_naming_keys_or_indexed_values_are_answered_from_indexeddb_before_
     assert!(db2.is_loaded("users"));
     assert_eq!(old.len(), 6);
 }
+
+#[wasm_bindgen_test]
+async fn reload_reads_back_only_the_announced_rows() {
+    let name = fresh_name();
+    let here = open(&name).await;
+    let there = open(&name).await; // another tab on the same database
+    let rows: Vec<Value> = (0..20)
+        .map(|i| json!({ "id": format!("u{i:02}"), "name": format!("n{i}") }))
+        .collect();
+    here.insert("users", &Value::Array(rows), None)
+        .await
+        .unwrap();
+    assert_eq!(here.count("users", None).await.unwrap(), 20); // loaded here
+
+    there
+        .update(
+            "users",
+            Some(&json!({ "id": "u01" })),
+            &json!({ "name": "renamed" }),
+            None,
+        )
+        .await
+        .unwrap();
+    there
+        .delete("users", Some(&json!({ "id": "u02" })), None)
+        .await
+        .unwrap();
+    there
+        .insert("users", &json!({ "id": "u99", "name": "new" }), None)
+        .await
+        .unwrap();
+    // Not announced yet: this tab still answers from memory.
+    assert!(here.get("users", &json!("u99")).await.unwrap().is_none());
+
+    let keys = vec![json!("u01"), json!("u02"), json!("u99")];
+    here.reload(&[], &[("users".to_string(), keys)])
+        .await
+        .unwrap();
+    assert!(
+        here.is_loaded("users"),
+        "patched in place, not reloaded whole"
+    );
+    assert_eq!(here.count("users", None).await.unwrap(), 20);
+    let by_name = here
+        .select(
+            "users",
+            Some(&json!({ "where": { "name": { "in": ["renamed", "new", "n2"] } } })),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        ids(&by_name),
+        [json!("u01"), json!("u99")],
+        "index follows the patch"
+    );
+    assert!(here.get("users", &json!("u02")).await.unwrap().is_none());
+
+    // A synced model's new outbox entries name their rows: those are read again even before
+    // (or without) the write's own announcement, so rows never lag the pending count.
+    assert!(here.select("posts", None).await.unwrap().is_empty()); // loaded here
+    there
+        .insert("posts", &json!({ "id": 7, "userId": "u01", "title": "t" }), None)
+        .await
+        .unwrap();
+    here.reload(&[], &[]).await.unwrap();
+    assert_eq!(here.status("posts").unwrap().pending_count, 1);
+    assert!(here.is_loaded("posts"));
+    assert_eq!(ids(&here.select("posts", None).await.unwrap()), [json!(7)]);
+
+    // Without keys, the model is forgotten and read again when next needed.
+    here.reload(&["users".to_string()], &[]).await.unwrap();
+    assert!(!here.is_loaded("users"));
+    assert_eq!(here.count("users", None).await.unwrap(), 20);
+}

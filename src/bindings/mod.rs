@@ -47,6 +47,13 @@ fn load_later(db: &Rc<CoreDb>, model: String) {
     }
 }
 
+/// What another tab announced (see [`Engine::reload`]).
+#[derive(serde::Deserialize)]
+struct Changes {
+    models: Vec<String>,
+    keys: Option<std::collections::HashMap<String, Vec<serde_json::Value>>>,
+}
+
 #[wasm_bindgen(js_name = Engine)]
 pub struct Engine {
     storage: AnyStorage,
@@ -307,11 +314,21 @@ impl Engine {
         })
     }
 
-    /// Another tab changed these models (JSON array of names) or the outbox.
-    pub fn reload(&self, models_json: String) -> Promise {
+    /// Another tab changed rows or the outbox. `changes_json` is the tab's announcement:
+    /// `{ models: [name], keys?: { [name]: [primary key] } }`; a model with keys has just those
+    /// rows read again, any other listed model is read again whole when next needed.
+    pub fn reload(&self, changes_json: String) -> Promise {
         self.with_db(move |db| async move {
-            let models: Vec<String> = from_json(&models_json)?;
-            db.reload(&models).await?;
+            let changes: Changes = from_json(&changes_json)?;
+            let mut keys = changes.keys.unwrap_or_default();
+            let (mut unload, mut refresh) = (Vec::new(), Vec::new());
+            for m in changes.models {
+                match keys.remove(&m) {
+                    Some(k) => refresh.push((m, k)),
+                    None => unload.push(m),
+                }
+            }
+            db.reload(&unload, &refresh).await?;
             Ok(JsValue::UNDEFINED)
         })
     }

@@ -11,13 +11,13 @@ use super::query::{Filter, Op, Select};
 use super::retry::Backoff;
 use super::schema::{ModelDef, RelationDef, Schema};
 use super::status::{EngineEvent, StatusBoard, SyncStatus};
-use super::value::Row;
+use super::value::{Key, Row};
 use crate::error::{Error, Issue, Result};
 use crate::storage::Storage;
 use futures::lock::Mutex;
 use serde_json::Value;
 use std::cell::{Cell, RefCell};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 /// Validates rows against their model's schema. Returns the validated output rows (defaults and
 /// coercions applied), or [`Error::Validation`] listing every issue.
@@ -440,15 +440,54 @@ impl<S: Storage, V: Validator, R: Remote> Db<S, V, R> {
         self.commit(&batch).await
     }
 
-    /// Another tab changed `models` or the outbox: forget cached rows and re-read the outbox.
-    pub async fn reload(&self, models: &[String]) -> Result<()> {
+    /// Another tab changed rows or the outbox. Models in `unload` are forgotten (read again when
+    /// next needed); for each `(model, keys)` in `refresh`, just those rows are read again from
+    /// storage (a row that is gone there is dropped). The outbox is always re-read, and the rows of
+    /// entries this tab did not know yet are read again too, so rows are never behind the pending
+    /// writes the status shows (the announcements of those writes may still be on their way).
+    pub async fn reload(&self, unload: &[String], refresh: &[(String, Vec<Value>)]) -> Result<()> {
         let _guard = self.writes.lock().await;
         // This tab's own acknowledged pushes go to storage first, or re-reading would revive them.
         self.flush_acks().await?;
-        for m in models {
+        // A load still reading may hold rows older than the change: let it finish first.
+        let _loading = self.loading.lock().await;
+        for m in unload {
             self.engine.borrow_mut().unload(m);
         }
         let entries = self.storage.load_outbox().await?;
+        let mut wanted: BTreeMap<String, Vec<Key>> = BTreeMap::new();
+        for (m, keys) in refresh {
+            let to = wanted.entry(m.clone()).or_default();
+            to.extend(keys.iter().filter_map(Key::from_value));
+        }
+        {
+            let engine = self.engine.borrow();
+            let known: HashSet<&str> = engine
+                .outbox()
+                .iter()
+                .map(|e| e.mutation_id.as_str())
+                .collect();
+            for e in entries
+                .iter()
+                .filter(|e| !known.contains(e.mutation_id.as_str()))
+            {
+                let to = wanted.entry(e.model.clone()).or_default();
+                to.extend(e.before.iter().filter_map(|b| Key::from_value(&b.key)));
+            }
+        }
+        for (m, mut keys) in wanted {
+            if !self.engine.borrow().is_loaded(&m) {
+                continue; // the next read goes to storage anyway
+            }
+            keys.sort();
+            keys.dedup();
+            let def = self.engine.borrow().schema.model(&m)?.clone();
+            let rows = self
+                .storage
+                .load_matching(&def, &def.primary_key, &keys)
+                .await?;
+            self.engine.borrow_mut().refresh(&m, &keys, rows)?;
+        }
         self.engine.borrow_mut().set_outbox(entries);
         self.notify();
         Ok(())

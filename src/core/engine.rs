@@ -57,6 +57,23 @@ impl Engine {
         self.tables.remove(model);
     }
 
+    /// Replaces the rows with these primary keys by `rows` (what storage holds for them now; a key
+    /// without a row there is removed). Does nothing for a model that is not loaded.
+    pub fn refresh(&mut self, model: &str, keys: &[Key], rows: Vec<Row>) -> Result<()> {
+        let def = self.schema.model(model)?.clone();
+        let Some(table) = self.tables.get_mut(model) else {
+            return Ok(());
+        };
+        for k in keys {
+            table.remove(k);
+        }
+        for row in rows {
+            let key = row_key(&def, &row)?;
+            table.put(key, Rc::new(row));
+        }
+        Ok(())
+    }
+
     pub fn is_loaded(&self, model: &str) -> bool {
         self.tables.contains_key(model)
     }

@@ -137,5 +137,32 @@ test("two tabs: one drainer at a time, each mutation delivered once, pending cou
   await a.waitForTimeout(600);
   assert.equal(deliveries.size, 90);
   assert.ok([...deliveries.values()].every((n) => n === 1), `duplicates: ${JSON.stringify([...deliveries])}`);
+
+  // Tab B has the model in memory. Tab A's single-row writes make B re-read only those rows (by
+  // key), never the whole store, and B's reads show them.
+  assert.equal(await b.evaluate(() => window.db.model("todos").count()), 90);
+  await b.evaluate(() => {
+    window.wholeReads = 0;
+    const original = IDBObjectStore.prototype.getAll;
+    IDBObjectStore.prototype.getAll = function (...args) {
+      if (this.name === "todos" && args.length === 0) window.wholeReads++;
+      return original.apply(this, args);
+    };
+  });
+  await a.evaluate(async () => {
+    const todos = window.db.model("todos");
+    await todos.update({ where: { id: "a0" }, values: { title: "edited in A" } });
+    await todos.delete({ where: { id: "a1" } });
+    await todos.insert({ values: { id: "a-new", title: "new in A" } });
+  });
+  await b.waitForFunction(async () => {
+    const todos = window.db.model("todos");
+    return (await todos.get("a0"))?.title === "edited in A" && (await todos.get("a1")) === null && (await todos.get("a-new")) !== null && (await todos.count()) === 90;
+  }, null, { timeout: 15000 });
+  await waitPending(a, 0);
+  await waitPending(b, 0);
+  await b.waitForTimeout(200); // the drain's announcement too
+  assert.equal((await b.evaluate(() => window.db.model("todos").get("a-new")))?.title, "new in A");
+  assert.equal(await b.evaluate(() => window.wholeReads), 0, "tab B never re-read the whole store");
   await context.close();
 });
