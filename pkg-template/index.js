@@ -9,6 +9,8 @@ let wasmReady;
 let wasmExports;
 /** A write touching more rows than this makes other tabs re-read the model whole. */
 const MAX_ANNOUNCED_KEYS = 500;
+/** Changes are announced to other tabs at most this often (ms); the first one goes out at once. */
+const ANNOUNCE_MS = 8;
 /** How long a tab keeps the outbox lock after its last drain (see SyncOrm#holdLease). */
 const LEASE_IDLE_MS = 25;
 const isNode = typeof process !== "undefined" && !!process.versions?.node && typeof window === "undefined";
@@ -385,6 +387,9 @@ class SyncOrm {
   #subscribers = new Map(); // model -> Set(listener)
   #statusQueued = false;
   #channel = null;
+  #outgoing = null; // announcement being gathered: { models: Map(model -> Set of keys | null) }
+  #outgoingTimer = null;
+  #lastAnnounced = -Infinity;
   #draining = null;
   #drainAgain = false;
   #lease = null; // { release, timer, changed } while this tab holds the outbox lock
@@ -717,9 +722,40 @@ class SyncOrm {
   // ------------------------------------------------------------ other tabs
   // Announcements: `{ models, keys? }`. Receivers re-read the outbox, re-read the rows in
   // `keys[model]`, and forget any listed model without keys (read again when next needed).
+  // Changes are gathered and sent at most once per ANNOUNCE_MS, so a burst of writes costs other
+  // tabs (and this one) one message, not one per write.
   #broadcast(models, keys = null) {
+    if (!this.#channel) return;
+    const out = (this.#outgoing ??= { models: new Map() });
+    for (const m of models) {
+      const have = out.models.get(m);
+      const add = keys?.[m];
+      if (have === null || !add || (have && have.size + add.length > MAX_ANNOUNCED_KEYS)) {
+        out.models.set(m, null); // re-read the model whole
+      } else {
+        const set = have ?? new Set();
+        for (const k of add) set.add(k);
+        out.models.set(m, set);
+      }
+    }
+    if (this.#outgoingTimer === null) {
+      const wait = Math.max(0, this.#lastAnnounced + ANNOUNCE_MS - performance.now());
+      this.#outgoingTimer = setTimeout(() => this.#sendAnnouncement(), wait);
+    }
+  }
+
+  #sendAnnouncement() {
+    clearTimeout(this.#outgoingTimer);
+    this.#outgoingTimer = null;
+    const out = this.#outgoing;
+    this.#outgoing = null;
+    if (!out) return;
+    this.#lastAnnounced = performance.now();
+    const models = [...out.models.keys()];
+    const keyed = [...out.models].filter(([, set]) => set);
+    const message = keyed.length ? { models, keys: Object.fromEntries(keyed.map(([m, set]) => [m, [...set]])) } : { models };
     try {
-      this.#channel?.postMessage(keys ? { models, keys } : { models });
+      this.#channel?.postMessage(message);
     } catch {
       // A closed channel: nothing to tell.
     }
@@ -826,6 +862,7 @@ class SyncOrm {
       lease.release();
       if (lease.changed) this.#announceDrained(lease);
     }
+    this.#sendAnnouncement();
     this.#channel?.close();
   }
 }
