@@ -251,6 +251,13 @@ function callHook(model, hook, arg) {
   return Promise.race([call, timedOut]).finally(() => clearTimeout(timer));
 }
 
+/**
+ * The outbox lock while a tab holds it: `release` lets it go, `timer` ends it when idle, `changed`
+ * records that something was pushed or rejected under it, `rolledBack` that a rejection rolled
+ * rows back.
+ */
+const newLease = (release) => ({ release, timer: null, changed: false, rolledBack: false });
+
 /** An error thrown by a mutation hook is a rejection when it says it will never succeed. */
 const isPermanent = (e) => e != null && (e.retryable === false || e.permanent === true);
 const messageOf = (e) => (e instanceof Error ? e.message || e.name : typeof e === "string" ? e : JSON.stringify(e) ?? String(e));
@@ -392,7 +399,7 @@ class SyncOrm {
   #lastAnnounced = -Infinity;
   #draining = null;
   #drainAgain = false;
-  #lease = null; // { release, timer, changed } while this tab holds the outbox lock
+  #lease = null; // see #newLease: set while this tab holds the outbox lock
   #leaseEnding = null;
   #closing = new AbortController();
   #id = `${Date.now().toString(36)}-${Math.random().toString(36).slice(2)}`;
@@ -551,7 +558,7 @@ class SyncOrm {
     if (this.#lease) return "held";
     const locks = typeof navigator !== "undefined" ? navigator.locks : undefined;
     if (!locks || !this.#storageName) {
-      this.#lease = { release: () => {}, timer: null, changed: false, rolledBack: false };
+      this.#lease = newLease(() => {});
       return "taken";
     }
     return new Promise((granted, failed) => {
@@ -559,7 +566,7 @@ class SyncOrm {
         .request(`micro-sync:${this.#storageName}:outbox`, { signal: this.#closing.signal }, () => {
           if (this.#closed) return granted(null);
           return new Promise((release) => {
-            this.#lease = { release, timer: null, changed: false, rolledBack: false };
+            this.#lease = newLease(release);
             granted("taken");
           });
         })

@@ -867,7 +867,11 @@ async fn reload_reads_back_only_the_announced_rows() {
     // (or without) the write's own announcement, so rows never lag the pending count.
     assert!(here.select("posts", None).await.unwrap().is_empty()); // loaded here
     there
-        .insert("posts", &json!({ "id": 7, "userId": "u01", "title": "t" }), None)
+        .insert(
+            "posts",
+            &json!({ "id": 7, "userId": "u01", "title": "t" }),
+            None,
+        )
         .await
         .unwrap();
     here.reload(&[], &[]).await.unwrap();
