@@ -17,7 +17,7 @@ use crate::storage::Storage;
 use futures::lock::Mutex;
 use serde_json::Value;
 use std::cell::{Cell, RefCell};
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 
 /// Validates rows against their model's schema. Returns the validated output rows (defaults and
 /// coercions applied), or [`Error::Validation`] listing every issue.
@@ -455,24 +455,30 @@ impl<S: Storage, V: Validator, R: Remote> Db<S, V, R> {
             self.engine.borrow_mut().unload(m);
         }
         let entries = self.storage.load_outbox().await?;
-        let mut wanted: BTreeMap<String, Vec<Key>> = BTreeMap::new();
+        // (model, keys) to read again; models are few, so a list.
+        let mut wanted: Vec<(String, Vec<Key>)> = Vec::new();
+        let mut want = |model: &str, keys: &mut dyn Iterator<Item = Key>| match wanted
+            .iter_mut()
+            .find(|(m, _)| m == model)
+        {
+            Some((_, have)) => have.extend(keys),
+            None => wanted.push((model.to_string(), keys.collect())),
+        };
         for (m, keys) in refresh {
-            let to = wanted.entry(m.clone()).or_default();
-            to.extend(keys.iter().filter_map(Key::from_value));
+            want(m, &mut keys.iter().filter_map(Key::from_value));
         }
         {
+            // Both lists are sorted by mutation id.
             let engine = self.engine.borrow();
-            let known: HashSet<&str> = engine
-                .outbox()
-                .iter()
-                .map(|e| e.mutation_id.as_str())
-                .collect();
-            for e in entries
-                .iter()
-                .filter(|e| !known.contains(e.mutation_id.as_str()))
-            {
-                let to = wanted.entry(e.model.clone()).or_default();
-                to.extend(e.before.iter().filter_map(|b| Key::from_value(&b.key)));
+            let known = engine.outbox();
+            for e in &entries {
+                let id = &e.mutation_id;
+                if known.binary_search_by(|k| k.mutation_id.cmp(id)).is_err() {
+                    want(
+                        &e.model,
+                        &mut e.before.iter().filter_map(|b| Key::from_value(&b.key)),
+                    );
+                }
             }
         }
         for (m, mut keys) in wanted {
