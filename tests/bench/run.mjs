@@ -10,7 +10,7 @@ import { fileURLToPath } from "node:url";
 import { CHROMIUM_ARGS } from "../js/harness.mjs";
 import { startServer } from "../../www/server.mjs";
 
-const REPS = Number(process.env.BENCH_REPS ?? 3);
+const REPS = Number(process.env.BENCH_REPS ?? 5);
 const root = fileURLToPath(new URL("../..", import.meta.url));
 const LIBS = ["raw IndexedDB", "Dexie 4", "micro-sync", "micro-sync + outbox"];
 const METRICS = [
