@@ -29,17 +29,9 @@ pub trait Storage {
     /// Every row of one model.
     async fn load(&self, model: &ModelDef) -> Result<Vec<Row>>;
     /// The rows of one model whose `field` (the primary key or a declared index) holds one of
-    /// `keys`. Lets a read that names keys skip loading the whole model. The default reads every
-    /// row and filters.
-    async fn load_matching(&self, model: &ModelDef, field: &str, keys: &[Key]) -> Result<Vec<Row>> {
-        let mut rows = self.load(model).await?;
-        rows.retain(|r| {
-            r.get(field)
-                .and_then(Key::from_value)
-                .is_some_and(|k| keys.contains(&k))
-        });
-        Ok(rows)
-    }
+    /// `keys`, so a read that names keys need not load the whole model. No default on purpose:
+    /// a wrapper that forgot to forward it would silently read everything.
+    async fn load_matching(&self, model: &ModelDef, field: &str, keys: &[Key]) -> Result<Vec<Row>>;
     /// Every outbox entry, oldest first.
     async fn load_outbox(&self) -> Result<Vec<OutboxEntry>>;
     /// Applies the whole batch atomically: all of it or none of it.
