@@ -182,9 +182,19 @@ export interface SyncOrm<M extends ModelsInput = ModelsInput> {
   onChange(listener: (model: string) => void): () => void;
   startEngine(): void;
   stopEngine(): void;
-  /** Pushes every pending write now, ignoring backoff; resolves when each has been tried. */
+  /**
+   * Pushes every pending write now, ignoring backoff; resolves when each has been tried. Called
+   * while a push is in flight (from a sync hook, say), it resolves at once and the running drain
+   * carries on without backoff once that push settled.
+   */
   retryPendingSync(): Promise<void>;
   pending(): Promise<PendingMutation[]>;
+  /**
+   * Stored records that could not be decoded (written by another version, or corrupted): they
+   * stay in storage, are skipped by reads, and are listed here.
+   */
+  unreadable(): Promise<UnreadableRecord[]>;
+  /** Drops a pending write and rolls it back; rejects with SyncError while it is being pushed. */
   discardPending(mutationId: string): Promise<void>;
   retryPending(mutationId: string): Promise<void>;
   /**
@@ -229,6 +239,21 @@ export class DatabaseClosedError extends MicroSyncError {
 }
 export class SyncError extends MicroSyncError {
   readonly name: "SyncError";
+}
+/**
+ * The WebAssembly engine trapped (ran out of memory, or hit a bug) while working for this
+ * database: every pending and later call of it rejects with this error (`cause` says why). Its
+ * locks are released; create a new database with `createSyncOrm()`.
+ */
+export class EngineFailedError extends MicroSyncError {
+  readonly name: "EngineFailedError";
+}
+
+export interface UnreadableRecord {
+  /** The model (or `_pendingSync` for the outbox) whose store holds it. */
+  store: string;
+  key: Key | null;
+  message: string;
 }
 
 // ------------------------------------------------------------------ sync

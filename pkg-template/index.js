@@ -1,33 +1,43 @@
-// micro-sync: the public JavaScript API. The engine (queries, relations, write planning, storage)
-// is Rust compiled to WebAssembly; this file defines models, validates rows with the app's
-// schema, and turns engine errors into named Error classes.
-import initWasm, { initSync, Engine, MemoryStore } from "./micro_sync.js";
+// micro-sync: the public JavaScript API. The engine (queries, relations, write planning, the
+// write queue, storage) is Rust compiled to WebAssembly; this file defines models, validates rows
+// with the app's schema, checks input before it crosses into WebAssembly, and turns engine errors
+// into named Error classes.
+import initWasm, { initSync, Engine, MemoryStore, setFatalHandler, kick } from "./micro_sync.js";
+
+// ---------------------------------------------------------------- limits (see README "Limits")
+/** Nesting of arrays and objects in a row or a `where` (the engine enforces the same number). */
+const MAX_DEPTH = 64;
+/** Characters of JSON one call may send into the engine (32 MiB of text). */
+const MAX_PAYLOAD_CHARS = 32 * 1024 * 1024;
+/** Changes are announced to other tabs at most this often (ms); the first one goes out at once. */
+const ANNOUNCE_MS = 8;
+/** How long a tab keeps the outbox lock after its last drain (see SyncOrm#holdLease). */
+const LEASE_IDLE_MS = 25;
+/** setTimeout / setInterval treat longer delays as 0. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+const isNode = typeof process !== "undefined" && !!process.versions?.node && typeof window === "undefined";
 
 // ---------------------------------------------------------------- WebAssembly start-up
 // Initialized on first use, so importing never blocks and needs no init() from the app.
 let wasmReady;
 let wasmExports;
-/** A write touching more rows than this makes other tabs re-read the model whole. */
-const MAX_ANNOUNCED_KEYS = 500;
-/** Changes are announced to other tabs at most this often (ms); the first one goes out at once. */
-const ANNOUNCE_MS = 8;
-/** How long a tab keeps the outbox lock after its last drain (see SyncOrm#holdLease). */
-const LEASE_IDLE_MS = 25;
-const isNode = typeof process !== "undefined" && !!process.versions?.node && typeof window === "undefined";
 
 function ensureWasm() {
   if (!wasmReady) {
     const url = new URL("./micro_sync_bg.wasm", import.meta.url);
-    wasmReady = isNode
-      ? (async () => {
-          // Kept out of bundlers' sight: browsers never take this path.
-          const fsName = "node:fs/promises";
-          const fs = await import(/* @vite-ignore */ /* webpackIgnore: true */ fsName);
-          wasmExports = initSync({ module: await fs.readFile(url) });
-        })()
-      : initWasm({ module_or_path: url }).then((exports) => {
-          wasmExports = exports;
-        });
+    wasmReady = (
+      isNode
+        ? (async () => {
+            // Kept out of bundlers' sight: browsers never take this path.
+            const fsName = "node:fs/promises";
+            const fs = await import(/* @vite-ignore */ /* webpackIgnore: true */ fsName);
+            return initSync({ module: await fs.readFile(url) });
+          })()
+        : initWasm({ module_or_path: url })
+    ).then((exports) => {
+      wasmExports = exports;
+      setFatalHandler(onFatal);
+    });
   }
   return wasmReady;
 }
@@ -41,8 +51,8 @@ export function memoryUsage() {
 /** Base class of every error micro-sync throws; `name` is stable and safe to branch on. */
 export class MicroSyncError extends Error {
   constructor(message, props) {
-    super(message);
-    Object.assign(this, props);
+    super(message, props?.cause === undefined ? undefined : { cause: props.cause });
+    if (props) for (const [k, v] of Object.entries(props)) if (k !== "cause") this[k] = v;
   }
 }
 function errorClass(name) {
@@ -59,25 +69,149 @@ export const StorageError = errorClass("StorageError");
 export const QuotaExceededError = errorClass("QuotaExceededError");
 export const DatabaseClosedError = errorClass("DatabaseClosedError");
 export const SyncError = errorClass("SyncError");
-const ERRORS = { ValidationError, QueryError, UnknownModelError, ConstraintError, StorageError, QuotaExceededError, DatabaseClosedError, SyncError };
+export const EngineFailedError = errorClass("EngineFailedError");
+const ERRORS = { ValidationError, QueryError, UnknownModelError, ConstraintError, StorageError, QuotaExceededError, DatabaseClosedError, SyncError, EngineFailedError };
 
-/** Re-raises an engine error as an instance of its named class (keeps name, message, details). */
-function rethrow(e) {
+/** An engine error as an instance of its named class (keeps name, message, details). */
+function named(e) {
   const C = e && ERRORS[e.name];
-  if (!C || e instanceof MicroSyncError) throw e;
+  if (!C || e instanceof MicroSyncError) return e;
   const { issues, model, domName } = e;
   const props = {};
   if (issues !== undefined) props.issues = issues;
   if (model !== undefined) props.model = model;
   if (domName !== undefined) props.domName = domName;
-  throw new C(e.message, props);
+  return new C(e.message, props);
 }
+
+// ---------------------------------------------------------------- traps
+// A trap (a panic, running out of memory) leaves the module's work for one engine unfinished. The
+// module reports it just before (see src/bindings/fatal.rs); the engine's ORM then rejects every
+// pending and later call with EngineFailedError and lets go of its locks. Other ORMs keep working.
+const liveOrms = new Set();
+let lastFatal = null;
+
+function onFatal(message, engineId) {
+  // Runs inside WebAssembly just before it traps: only record, and act once it has unwound.
+  lastFatal = message;
+  queueMicrotask(() => {
+    for (const orm of liveOrms) if (orm._engineId === engineId) orm._fail(new Error(message));
+    // A trap inside the executor may leave other engines' futures queued: run them.
+    try {
+      kick();
+    } catch {
+      // Nothing to run.
+    }
+  });
+}
+
+const isTrap = (e) => typeof WebAssembly !== "undefined" && e instanceof WebAssembly.RuntimeError;
+
+// ---------------------------------------------------------------- the input contract
+// Rows and query operands must be JSON values: what JSON.stringify would silently change or drop
+// (a function, Symbol, Map, Set, class instance, BigInt, NaN, a cycle) is refused with its path,
+// instead of being stored or matched as something else. Dates are written as their ISO string.
+
+const describe = (v) => (v === null ? "null" : typeof v === "object" ? (v.constructor?.name ?? "object") : typeof v);
+
+/**
+ * Checks `value` against the contract; `fail(path, message)` throws. `path` is the caller's
+ * prefix; the walk keeps one path and one ancestor stack, so checking costs no allocation per
+ * value. An object property holding `undefined` is an absent field in a row (`skipUndefined`);
+ * in a query it is refused, since `{ id: undefined }` would silently mean "every row".
+ */
+function checkJson(value, path, fail, skipUndefined = true) {
+  const ancestors = [];
+  const walk = (v) => {
+    switch (typeof v) {
+      case "string":
+      case "boolean":
+        return;
+      case "number":
+        if (!Number.isFinite(v)) fail(path, `is ${v}, which JSON cannot hold (only finite numbers)`);
+        return;
+      case "undefined":
+        return fail(path, "is undefined (JSON would drop it or turn it into null)");
+      case "bigint":
+        return fail(path, "is a BigInt, which JSON cannot hold (store it as a string or number)");
+      case "symbol":
+        return fail(path, "is a Symbol, which JSON cannot hold");
+      case "function":
+        return fail(path, "is a function, which JSON cannot hold");
+    }
+    if (v === null) return;
+    if (v instanceof Date) {
+      if (Number.isNaN(v.getTime())) fail(path, "is an invalid Date");
+      return;
+    }
+    if (ancestors.includes(v)) return fail(path, "refers back to an object that contains it (a cycle)");
+    if (ancestors.length >= MAX_DEPTH) return fail(path, `is nested deeper than ${MAX_DEPTH} levels`);
+    ancestors.push(v);
+    if (Array.isArray(v)) {
+      for (let i = 0; i < v.length; i++) {
+        path.push(String(i));
+        walk(v[i]);
+        path.pop();
+      }
+    } else {
+      const proto = Object.getPrototypeOf(v);
+      if (proto !== Object.prototype && proto !== null) {
+        fail(path, `is a ${describe(v)}; only plain objects, arrays, strings, finite numbers, booleans, null and Dates can be stored`);
+      }
+      for (const k of Object.keys(v)) {
+        if (v[k] === undefined && skipUndefined) continue; // an absent field, as JSON writes it
+        path.push(k);
+        walk(v[k]);
+        path.pop();
+      }
+    }
+    ancestors.pop();
+  };
+  walk(value);
+}
+
+const pathText = (path) => path.join(".");
+
+/** JSON text of a query part (`where`, options), or a QueryError naming what is not JSON. */
+function queryJson(value, what) {
+  if (value === undefined) return "";
+  checkJson(
+    value,
+    [what],
+    (path, message) => {
+      throw new QueryError(`${pathText(path)} ${message}; query operands must be JSON values (a Date is compared as its ISO string, pass null to match a missing value)`);
+    },
+    false,
+  );
+  return sized(JSON.stringify(value), what, QueryError);
+}
+
+/** JSON text of rows (or update values) of `model`, or a ValidationError listing the path. */
+function rowsJson(value, model, prefix = []) {
+  checkJson(value, [...prefix], (path, message) => {
+    throw new ValidationError(`invalid ${model} row: ${pathText(path) || "(row)"} ${message}`, { model, issues: [{ path: [...path], message }] });
+  });
+  return sized(JSON.stringify(value), `${model} values`, ValidationError);
+}
+
+function sized(text, what, E) {
+  if (text.length > MAX_PAYLOAD_CHARS) {
+    throw new E(`${what} is ${text.length} characters of JSON; one call may send at most ${MAX_PAYLOAD_CHARS} (split it into several writes)`);
+  }
+  return text;
+}
+
+const options = (v, what) => {
+  if (v === undefined) return {};
+  if (v === null || typeof v !== "object" || Array.isArray(v)) throw new QueryError(`${what} needs an options object, got ${describe(v)}`);
+  return v;
+};
 
 // ---------------------------------------------------------------- models
 /** Defines a model. `relations` may also be assigned later: `users.relations = { ... }`. */
-export function defineModel(name, options = {}) {
+export function defineModel(name, opts) {
   if (typeof name !== "string" || name === "") throw new QueryError("defineModel needs a model name");
-  const { primaryKey, schema, indexes = [], sync, relations = {} } = options;
+  const { primaryKey, schema, indexes = [], sync, relations = {} } = options(opts, `defineModel("${name}")`);
   if (typeof primaryKey !== "string" || primaryKey === "") {
     throw new QueryError(`defineModel("${name}") needs a primaryKey field name`);
   }
@@ -128,7 +262,7 @@ function describeRelations(model) {
   return out;
 }
 
-function describe(model) {
+function describeModel(model) {
   return {
     name: model.name,
     primaryKey: model.primaryKey,
@@ -164,19 +298,39 @@ function validateOne(schema, row) {
   }
 }
 
+/** The issues of one result (schema issues, or the output not being JSON), paths prefixed. */
+function resultIssues(r, prefix) {
+  if (r.issues) return r.issues.map((issue) => ({ path: [...prefix, ...issuePath(issue.path)], message: String(issue.message) }));
+  const out = [];
+  try {
+    checkJson(r.value, [...prefix], (path, message) => {
+      throw { path: [...path], message: `the schema's output ${message}` };
+    });
+  } catch (issue) {
+    out.push(issue);
+  }
+  return out;
+}
+
+/**
+ * The engine's `validate(model, rowsJson, each)`: for a write (`each` false) `{ ok: rows }` or
+ * `{ issues }` for all rows at once; for a pull (`each` true) one such outcome per row.
+ */
 function makeValidator(models) {
-  return async (modelName, rowsJson) => {
+  return async (modelName, rowsJson, each) => {
     const schema = models.get(modelName)?.schema;
     const rows = JSON.parse(rowsJson);
-    if (!schema) return JSON.stringify({ ok: rows });
+    if (!schema) return JSON.stringify(each ? rows.map((ok) => ({ ok })) : { ok: rows });
     const results = await Promise.all(rows.map((r) => validateOne(schema, r)));
-    const issues = [];
-    results.forEach((r, i) => {
-      for (const issue of r.issues ?? []) {
-        const path = issuePath(issue.path);
-        issues.push({ path: rows.length > 1 ? [String(i), ...path] : path, message: String(issue.message) });
-      }
-    });
+    if (each) {
+      return JSON.stringify(
+        results.map((r) => {
+          const issues = resultIssues(r, []);
+          return issues.length ? { issues } : { ok: r.value };
+        }),
+      );
+    }
+    const issues = results.flatMap((r, i) => resultIssues(r, rows.length > 1 ? [String(i)] : []));
     if (issues.length) return JSON.stringify({ issues });
     return JSON.stringify({ ok: results.map((r) => r.value) });
   };
@@ -184,8 +338,12 @@ function makeValidator(models) {
 
 // ---------------------------------------------------------------- storage
 /** IndexedDB storage (browsers). `name` defaults to "micro-sync". */
-export function createIndexedDbStorage(options = {}) {
-  return { kind: "indexeddb", name: options.name ?? "micro-sync" };
+export function createIndexedDbStorage(opts) {
+  const { name = "micro-sync" } = options(opts, "createIndexedDbStorage");
+  if (typeof name !== "string" || name === "") {
+    throw new QueryError(`createIndexedDbStorage: name must be a non-empty string, got ${describe(name)}`);
+  }
+  return { kind: "indexeddb", name };
 }
 
 /** In-memory storage: same behaviour, nothing persisted. Works in Node (SSR, tests). */
@@ -224,10 +382,15 @@ function checkDetector(d) {
   return d;
 }
 
+function checkInterval(ms, what) {
+  if (!(typeof ms === "number" && ms > 0 && ms <= MAX_TIMER_MS)) {
+    throw new QueryError(`${what} must be a number of milliseconds between 1 and ${MAX_TIMER_MS} (about 24.8 days), got ${String(ms)}`);
+  }
+  return ms;
+}
+
 /** How long a sync hook call may stay pending before it counts as failed (`sync.timeoutMs`). */
 const HOOK_TIMEOUT_MS = 30_000;
-/** setTimeout treats longer delays as 0. */
-const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /**
  * Calls `model.sync[hook](arg, { signal })`. A call still pending after `sync.timeoutMs` fails
@@ -252,33 +415,13 @@ function callHook(model, hook, arg) {
 }
 
 /**
- * The outbox lock while a tab holds it: `release` lets it go, `timer` ends it when idle, `changed`
- * records that something was pushed or rejected under it, `rolledBack` that a rejection rolled
- * rows back.
+ * The outbox lock while a tab holds it: `release` lets it go, `timer` ends it when idle.
  */
-const newLease = (release) => ({ release, timer: null, changed: false, rolledBack: false });
+const newLease = (release) => ({ release, timer: null });
 
 /** An error thrown by a mutation hook is a rejection when it says it will never succeed. */
 const isPermanent = (e) => e != null && (e.retryable === false || e.permanent === true);
 const messageOf = (e) => (e instanceof Error ? e.message || e.name : typeof e === "string" ? e : JSON.stringify(e) ?? String(e));
-
-// ---------------------------------------------------------------- input checks
-/** JSON drops `undefined`, so `{ id: undefined }` would silently become "every row". Refuse it. */
-function assertDefined(value, path) {
-  if (value === undefined) throw new QueryError(`${path} is undefined; pass null to match a missing value`);
-  if (value && typeof value === "object" && !(value instanceof Date)) {
-    for (const [k, v] of Object.entries(value)) assertDefined(v, `${path}${Array.isArray(value) ? `[${k}]` : `.${k}`}`);
-  }
-}
-
-const json = (v) => (v === undefined ? "" : JSON.stringify(v));
-
-/** An optional `where`: absent is "" (the engine decides whether that is allowed). */
-function whereArg(where, path) {
-  if (where === undefined) return "";
-  assertDefined(where, path);
-  return JSON.stringify(where);
-}
 
 // ---------------------------------------------------------------- repositories and the ORM
 class Repository {
@@ -289,66 +432,61 @@ class Repository {
     this.model = model;
   }
 
-  async #call(method, ...args) {
-    const engine = await this.#orm._engine();
-    try {
-      return await engine[method](this.name, ...args);
-    } catch (e) {
-      rethrow(e);
-    }
+  // Every method calls the engine before its first await, so the engine sees calls in the order
+  // they were made (writes take effect in that order, awaited or not).
+  #call(method, ...args) {
+    return this.#orm._invoke((engine) => engine[method](this.name, ...args));
   }
 
-  #write(kind, ...args) {
-    return this.#call(kind, ...args).then((text) => {
-      const rows = JSON.parse(text);
-      if (rows.length) {
-        // Other tabs re-read just these rows, when the returned rows carry their keys.
-        const pk = this.model.primaryKey;
-        const keys = rows.length <= MAX_ANNOUNCED_KEYS && rows.every((r) => r[pk] != null) ? rows.map((r) => r[pk]) : null;
-        this.#orm._changed(this.name, true, keys);
-        // Optimistic write committed: try to push it now (a no-op offline or when nothing syncs).
-        if (typeof this.model.sync?.mutation === "function") this.#orm._drain(false).catch(() => {});
-      }
-      return rows;
-    });
+  async #write(kind, ...args) {
+    const rows = JSON.parse(await this.#call(kind, ...args));
+    if (rows.length) {
+      this.#orm._changed(this.name);
+      // Optimistic write committed: try to push it now (a no-op offline or when nothing syncs).
+      if (typeof this.model.sync?.mutation === "function") this.#orm._drain(false).catch(() => {});
+    }
+    return rows;
   }
 
   /** Local read: `{ where, orderBy, limit, offset, fields, relations }`. */
-  async select(query = {}) {
-    assertDefined(query, "select");
-    return JSON.parse(await this.#call("select", json(query)));
+  async select(query) {
+    return JSON.parse(await this.#call("select", queryJson(options(query, `select on "${this.name}"`), "select")));
   }
 
-  async count(query = {}) {
-    return this.#call("count", whereArg(query.where, "count.where"));
+  async count(query) {
+    const { where } = options(query, `count on "${this.name}"`);
+    return this.#call("count", queryJson(where, "count.where"));
   }
 
   /** The row with this primary key, or `null`. */
   async get(key) {
-    if (typeof key !== "string" && typeof key !== "number") {
-      throw new QueryError(`get() on "${this.name}" needs a string or number key, got ${key === null ? "null" : typeof key}`);
+    if (typeof key !== "string" && !(typeof key === "number" && Number.isFinite(key))) {
+      throw new QueryError(`get() on "${this.name}" needs a string or finite number key, got ${describe(key)}`);
     }
     return JSON.parse(await this.#call("get", JSON.stringify(key)));
   }
 
   /** Inserts one row or an array of rows; resolves with the inserted rows. */
-  async insert({ values, returning } = {}) {
-    if (values === undefined || values === null) throw new QueryError(`insert on "${this.name}" needs values`);
-    return this.#write("insert", JSON.stringify(values), json(returning));
+  async insert(args) {
+    const { values, returning } = options(args, `insert on "${this.name}"`);
+    if (values === undefined || values === null) throw new QueryError(`insert on "${this.name}" needs values: a row or an array of rows`);
+    return this.#write("insert", rowsJson(values, this.name), queryJson(returning, "returning"));
   }
 
   /** Merges `values` into every row matching `where`; resolves with the updated rows. */
-  async update({ where, values, returning } = {}) {
-    const w = whereArg(where, "update.where");
+  async update(args) {
+    const { where, values, returning } = options(args, `update on "${this.name}"`);
+    const w = queryJson(where, "update.where");
     if (values === null || typeof values !== "object" || Array.isArray(values)) {
       throw new QueryError(`update on "${this.name}" needs values: an object of fields to change`);
     }
-    return this.#write("update", w, JSON.stringify(values), json(returning));
+    return this.#write("update", w, rowsJson(values, this.name), queryJson(returning, "returning"));
   }
 
   /** Deletes every row matching `where`; resolves with the deleted rows. */
-  async delete({ where, returning } = {}) {
-    return this.#write("delete", whereArg(where, "delete.where"), json(returning));
+  async delete(args) {
+    const { where, returning } = options(args, `delete on "${this.name}"`);
+    return this.#write("delete", queryJson(where, "delete.where"), queryJson(returning, "returning"));
   }
 
   /**
@@ -357,13 +495,13 @@ class Repository {
    * it matches that the backend no longer returns (and that have no pending writes) are deleted.
    * Resolves with the local rows for `query` afterwards.
    */
-  async sync(query = {}) {
-    assertDefined(query, "sync");
+  async sync(query) {
+    const q = queryJson(options(query, `sync on "${this.name}"`), "sync");
     if (typeof this.model.sync?.query !== "function") {
       throw new QueryError(`model "${this.name}" has no sync.query hook to pull with`);
     }
-    const rows = JSON.parse(await this.#call("pull", json(query)));
-    this.#orm._changed(this.name, true);
+    const rows = JSON.parse(await this.#call("pull", q));
+    this.#orm._changed(this.name);
     return rows;
   }
 
@@ -380,7 +518,11 @@ class Repository {
 }
 
 class SyncOrm {
-  #engine;
+  #engine = null;
+  #startError = null; // why the engine could not be created
+  #fatal = null; // the EngineFailedError once the engine trapped
+  #startup = []; // calls made before the engine existed: [call, resolve, reject]
+  #inflight = new Set(); // reject functions of calls in progress
   #ready;
   #models = new Map();
   #relationsSent = new Map();
@@ -394,17 +536,21 @@ class SyncOrm {
   #subscribers = new Map(); // model -> Set(listener)
   #statusQueued = false;
   #channel = null;
-  #outgoing = null; // announcement being gathered: { models: Map(model -> Set of keys | null) }
-  #outgoingTimer = null;
-  #lastAnnounced = -Infinity;
+  #announced = 0; // the commit number last announced to other tabs
+  #announceTimer = null;
+  #lastAnnounce = -Infinity;
+  #catchingUp = null;
+  #catchUpAgain = false;
   #draining = null;
   #drainAgain = false;
-  #lease = null; // see #newLease: set while this tab holds the outbox lock
+  #forceAgain = false;
+  #pushing = 0; // mutation hooks running now
+  #lease = null; // see #holdLease: set while this tab holds the outbox lock
   #leaseEnding = null;
   #closing = new AbortController();
-  #id = `${Date.now().toString(36)}-${Math.random().toString(36).slice(2)}`;
 
-  constructor({ storage, models, engine }) {
+  constructor(opts) {
+    const { storage = createMemoryStorage(), models, engine } = options(opts, "createSyncOrm");
     const list = Array.isArray(models) ? models : Object.values(models ?? {});
     if (!list.length) throw new QueryError("createSyncOrm needs models: { name: defineModel(...) }");
     for (const m of list) {
@@ -414,88 +560,206 @@ class SyncOrm {
       if (this.#models.has(m.name)) throw new QueryError(`model "${m.name}" is defined twice`);
       this.#models.set(m.name, m);
     }
-    storage ??= createMemoryStorage();
+    if (storage?.kind !== "indexeddb" && storage?.kind !== "memory") {
+      throw new QueryError("createSyncOrm: storage must come from createIndexedDbStorage() or createMemoryStorage()");
+    }
+    if (engine !== undefined) options(engine, "createSyncOrm engine");
     this.#detector = checkDetector(engine?.networkDetector ?? createNetworkDetector());
     if (engine !== undefined) {
-      const intervalMs = engine.intervalMs ?? 30_000;
-      if (!(Number.isFinite(intervalMs) && intervalMs > 0)) throw new QueryError("engine.intervalMs must be a positive number of milliseconds");
+      const intervalMs = checkInterval(engine.intervalMs ?? 30_000, "engine.intervalMs");
       this.#loop = new SyncEngine(this, { intervalMs, networkDetector: this.#detector });
     }
     if (storage.kind === "indexeddb") this.#storageName = storage.name;
-    if (storage.kind === "indexeddb" && typeof indexedDB === "undefined") {
-      this.#ready = Promise.reject(
-        new StorageError("IndexedDB is not available here (server-side rendering or Node); use createMemoryStorage()"),
+    this.#ready =
+      storage.kind === "indexeddb" && typeof indexedDB === "undefined"
+        ? this.#startFailed(new StorageError("IndexedDB is not available here (server-side rendering or Node); use createMemoryStorage()"))
+        : this.#start(storage, list);
+    this.#ready.catch(() => {});
+  }
+
+  async #startFailed(e) {
+    this.#startError = e;
+    for (const [, , reject] of this.#startup.splice(0)) reject(e);
+    throw e;
+  }
+
+  async #start(storage, list) {
+    try {
+      await ensureWasm();
+      const descs = JSON.stringify(list.map(describeModel));
+      const hooks = {
+        validate: makeValidator(this.#models),
+        push: (model, entryJson) => this.#push(model, entryJson),
+        pull: (model, queryJson) => this.#pull(model, queryJson),
+        changed: () => this.#queueStatus(),
+      };
+      this.#engine =
+        storage.kind === "memory" ? Engine.withMemory(descs, storage.store, hooks) : Engine.withIndexedDb(descs, storage.name, hooks);
+    } catch (e) {
+      return this.#startFailed(named(e));
+    }
+    liveOrms.add(this);
+    for (const m of list) this.#relationsSent.set(m.name, m.relations);
+    // Open first, then every call made meanwhile, in the order they were made.
+    const opened = this._invoke((engine) => engine.open());
+    for (const [call, resolve, reject] of this.#startup.splice(0)) this._invoke(call).then(resolve, reject);
+    await opened;
+    if (this.#closed) return;
+    this.#sync(() => this.#engine.setOnline(this.#detector.isOnline()));
+    this.#announced = this.#sync(() => this.#engine.seq());
+    if (this.#storageName && typeof BroadcastChannel === "function") {
+      this.#channel = new BroadcastChannel(`micro-sync:${this.#storageName}`);
+      this.#channel.onmessage = (e) => this.#onMessage(e.data);
+    }
+    this.#loop?.start();
+  }
+
+  get _engineId() {
+    return this.#engine?.id ?? 0;
+  }
+
+  /**
+   * Runs `call(engine)` now (before the engine exists: as soon as it does, in call order) and
+   * settles with its promise; rejects with the named error it failed with, or with
+   * EngineFailedError if the engine trapped meanwhile.
+   */
+  _invoke(call) {
+    if (this.#fatal) return Promise.reject(this.#fatal);
+    if (!this.#engine) {
+      if (this.#startError) return Promise.reject(this.#startError);
+      return new Promise((resolve, reject) => this.#startup.push([call, resolve, reject]));
+    }
+    let promise;
+    try {
+      this.#sendRelations();
+      promise = call(this.#engine);
+    } catch (e) {
+      return Promise.reject(this.#failure(e));
+    }
+    return new Promise((resolve, reject) => {
+      this.#inflight.add(reject);
+      promise.then(
+        (v) => {
+          this.#inflight.delete(reject);
+          resolve(v);
+        },
+        (e) => {
+          this.#inflight.delete(reject);
+          reject(this.#failure(e));
+        },
       );
-      this.#ready.catch(() => {});
-    } else {
-      this.#ready = this.#open(storage, list);
-      this.#ready.catch(() => {});
+    });
+  }
+
+  /** A synchronous engine call (status, pending, ...), with the same error handling. */
+  #sync(call) {
+    if (this.#fatal) throw this.#fatal;
+    try {
+      return call();
+    } catch (e) {
+      throw this.#failure(e);
     }
   }
 
-  async #open(storage, list) {
-    await ensureWasm();
-    const descs = JSON.stringify(list.map(describe));
-    const hooks = {
-      validate: makeValidator(this.#models),
-      push: (model, entryJson) => this.#push(model, entryJson),
-      pull: (model, queryJson) => this.#pull(model, queryJson),
-      changed: () => this.#queueStatus(),
-    };
+  /** The error to report for `e`; a trap fails the whole ORM. */
+  #failure(e) {
+    if (isTrap(e)) {
+      this._fail(lastFatal ? new Error(lastFatal, { cause: e }) : e);
+      return this.#fatal;
+    }
+    return named(e);
+  }
+
+  /**
+   * The engine trapped: reject every call in progress and from now on, stop the loop, let go of
+   * the outbox lock and the channel, and release storage. A new createSyncOrm works.
+   */
+  _fail(cause) {
+    if (this.#fatal) return;
+    this.#fatal = new EngineFailedError(
+      `the micro-sync engine failed (${messageOf(cause)}); this database cannot be used any more: create a new one with createSyncOrm()`,
+      { cause },
+    );
+    liveOrms.delete(this);
+    for (const reject of this.#inflight) reject(this.#fatal);
+    this.#inflight.clear();
+    for (const [, , reject] of this.#startup.splice(0)) reject(this.#fatal);
+    this.#loop?.stop();
+    this.#closing.abort();
+    clearTimeout(this.#lease?.timer);
+    this.#lease?.release();
+    this.#lease = null;
+    clearTimeout(this.#announceTimer);
+    this.#channel?.close();
+    this.#channel = null;
     try {
-      this.#engine =
-        storage.kind === "memory" ? Engine.withMemory(descs, storage.store, hooks) : Engine.withIndexedDb(descs, storage.name, hooks);
-      await this.#engine.open();
-      this.#engine.setOnline(this.#detector.isOnline());
-    } catch (e) {
-      rethrow(e);
+      this.#engine?.abandon();
+    } catch {
+      // The engine is gone either way.
     }
-    for (const m of list) this.#relationsSent.set(m.name, m.relations);
-    if (this.#storageName && typeof BroadcastChannel === "function") {
-      this.#channel = new BroadcastChannel(`micro-sync:${this.#storageName}`);
-      this.#channel.onmessage = (e) => this.#onRemoteChange(e.data);
+    for (const [name, set] of this.#subscribers) {
+      const snapshot = this._status(name);
+      for (const fn of [...set]) this.#callListener(fn, snapshot);
     }
-    this.#loop?.start();
   }
 
   // Runs a model's mutation hook for one outbox entry; never throws into the engine.
   async #push(modelName, entryJson) {
     const model = this.#models.get(modelName);
     const e = JSON.parse(entryJson);
+    this.#pushing++;
     try {
       await callHook(model, "mutation", { action: e.action, query: e.query, mutationId: e.mutationId, model: modelName });
       return '{"done":true}';
     } catch (err) {
       return JSON.stringify(isPermanent(err) ? { reject: messageOf(err) } : { retry: messageOf(err) });
+    } finally {
+      this.#pushing--;
     }
   }
 
+  // Runs a model's query hook; rows JSON cannot carry faithfully are skipped with their issues.
   async #pull(modelName, queryJson) {
     const rows = await callHook(this.#models.get(modelName), "query", queryJson ? JSON.parse(queryJson) : {});
     if (!Array.isArray(rows)) throw new TypeError(`sync.query of "${modelName}" must resolve to an array of rows`);
-    return JSON.stringify(rows);
+    const issues = [];
+    const checked = rows.map((row, i) => {
+      try {
+        checkJson(row, [String(i)], (path, message) => {
+          throw { path: [...path], message };
+        });
+        return row;
+      } catch (issue) {
+        issues.push(issue);
+        return null;
+      }
+    });
+    return JSON.stringify({ rows: checked, issues });
   }
 
   // ------------------------------------------------------------ outbox draining
   /**
    * Drains the outbox if online. Only one tab drains at a time (Web Locks); within a tab, a drain
    * requested while one runs makes the running one go round once more instead of starting another.
+   * While a push is in flight the caller is not made to wait for it: it may be that push's own hook
+   * calling (waiting would deadlock), and the running drain carries on after it anyway.
    */
   async _drain(force = false) {
     await this.#ready;
     if (this.#draining) {
-      if (!force) {
-        this.#drainAgain = true;
-        return this.#draining;
-      }
-      await this.#draining.catch(() => {});
+      this.#drainAgain = true;
+      this.#forceAgain ||= force;
+      return this.#pushing > 0 ? null : this.#draining;
     }
     this.#draining = (async () => {
       let report;
       do {
+        const f = force || this.#forceAgain;
+        force = false;
         this.#drainAgain = false;
-        report = await this.#drainOnce(force);
-      } while (this.#drainAgain && !this.#closed);
+        this.#forceAgain = false;
+        report = await this.#drainOnce(f);
+      } while (this.#drainAgain && !this.#closed && !this.#fatal);
       return report;
     })();
     try {
@@ -505,37 +769,21 @@ class SyncOrm {
     }
   }
 
-  #lastDrainerWasOther() {
-    if (!this.#storageName) return true;
-    const key = `micro-sync:${this.#storageName}:last-drainer`;
-    try {
-      const other = localStorage.getItem(key) !== this.#id;
-      if (other) localStorage.setItem(key, this.#id);
-      return other;
-    } catch {
-      return true; // no localStorage (a worker, privacy mode): always re-read
-    }
-  }
-
   async #drainOnce(force) {
-    if (this.#closed || !this.#detector.isOnline()) return null;
+    if (this.#closed || this.#fatal || !this.#detector.isOnline()) return null;
     let report;
     try {
       const lease = await this.#holdLease();
       if (!lease) return null; // closed while waiting
-      // If another tab (or ORM) drained last, it may have pushed entries this one still holds in
-      // memory: re-read the outbox first. Read and written inside the lock, so it is exact.
-      if (lease === "taken" && this.#lastDrainerWasOther()) await this.#engine.reload('{"models":[]}');
-      const text = await this.#engine.drain(force);
+      // Another tab (or ORM) may have drained since this one looked: catch up with storage first,
+      // so no entry it already pushed is pushed again.
+      if (lease === "taken") await this.#catchUpNow();
+      const text = await this._invoke((engine) => engine.drain(force));
       report = text ? JSON.parse(text) : null;
-    } catch (e) {
-      rethrow(e);
     } finally {
       this.#renewLease();
     }
-    if (report && report.pushed + report.rejected > 0 && this.#lease) this.#lease.changed = true;
-    if (report?.rejected && this.#lease) this.#lease.rolledBack = true;
-    if (report?.rejected) for (const m of this.#syncedModels()) this._changed(m, false);
+    if (report?.rejected) for (const m of this.#syncedModels()) this._changed(m);
     return report;
   }
 
@@ -549,9 +797,8 @@ class SyncOrm {
    * backend acknowledged are deleted from storage with the next write's transaction while the
    * lease runs, and at the latest when it ends, so a burst of writes costs one transaction each;
    * the lock is released only after that, so no other tab can read an acknowledged entry back.
-   * A drain in another tab waits for the lock (its own later drain requests fold into it), then
-   * re-reads the outbox. Resolves with "taken" (the lock was just taken), "held" (this tab held
-   * it already), or null (closed while waiting).
+   * Resolves with "taken" (the lock was just taken), "held" (this tab held it already), or null
+   * (closed while waiting).
    */
   async #holdLease() {
     await this.#leaseEnding;
@@ -564,13 +811,13 @@ class SyncOrm {
     return new Promise((granted, failed) => {
       locks
         .request(`micro-sync:${this.#storageName}:outbox`, { signal: this.#closing.signal }, () => {
-          if (this.#closed) return granted(null);
+          if (this.#closed || this.#fatal) return granted(null);
           return new Promise((release) => {
             this.#lease = newLease(release);
             granted("taken");
           });
         })
-        .catch((e) => (this.#closed ? granted(null) : failed(e)));
+        .catch((e) => (this.#closed || this.#fatal ? granted(null) : failed(e)));
     });
   }
 
@@ -585,16 +832,13 @@ class SyncOrm {
     if (this.#lease !== lease) return;
     if (this.#draining) return this.#renewLease(); // the drain renews it when it ends
     this.#leaseEnding = (async () => {
-      let flushed = false;
       try {
-        flushed = !this.#closed && (await this.#engine.flush());
+        if (!this.#closed && !this.#fatal) await this._invoke((engine) => engine.flush());
       } catch {
         // Storage failed: the acknowledged entries stay in it and are only pushed again.
       }
       this.#lease = null;
       lease.release();
-      // Other tabs re-read the outbox now that it is exact in storage.
-      if (flushed || lease.changed) this.#announceDrained(lease);
     })();
     await this.#leaseEnding;
     this.#leaseEnding = null;
@@ -617,17 +861,17 @@ class SyncOrm {
   }
 
   _setRunning(running) {
-    this.#ready.then(() => !this.#closed && this.#engine.setRunning(running)).catch(() => {});
+    this.#ready.then(() => !this.#closed && !this.#fatal && this.#sync(() => this.#engine.setRunning(running))).catch(() => {});
   }
 
   _setOnline(online) {
-    this.#ready.then(() => !this.#closed && this.#engine.setOnline(online)).catch(() => {});
+    this.#ready.then(() => !this.#closed && !this.#fatal && this.#sync(() => this.#engine.setOnline(online))).catch(() => {});
   }
 
   /** Pending outbox entries, oldest first: `{ mutationId, model, action, key, attempts, lastError, ... }`. */
   async pending() {
     await this.#ready;
-    return JSON.parse(this.#engine.pending()).map((e) => {
+    return JSON.parse(this.#sync(() => this.#engine.pending())).map((e) => {
       const keys = e.before.map((b) => b.key);
       return {
         mutationId: e.mutationId,
@@ -643,38 +887,39 @@ class SyncOrm {
     });
   }
 
-  /** Drops a pending write and rolls its local change back. */
+  /**
+   * Stored records that could not be decoded (written by another version, or corrupted): they are
+   * left in storage, skipped, and listed here as `{ store, key, message }`.
+   */
+  async unreadable() {
+    await this.#ready;
+    return JSON.parse(this.#sync(() => this.#engine.unreadable()));
+  }
+
+  /** Drops a pending write and rolls its local change back (refused while it is being pushed). */
   async discardPending(mutationId) {
-    const engine = await this._engine();
-    const model = JSON.parse(engine.pending()).find((e) => e.mutationId === mutationId)?.model;
-    try {
-      await engine.discardPending(String(mutationId));
-    } catch (e) {
-      rethrow(e);
-    }
-    if (model) {
-      this._changed(model, true);
-    }
+    await this.#ready;
+    const model = JSON.parse(this.#sync(() => this.#engine.pending())).find((e) => e.mutationId === mutationId)?.model;
+    await this._invoke((engine) => engine.discardPending(String(mutationId)));
+    if (model) this._changed(model);
   }
 
   /** Clears a pending write's backoff and pushes now. */
   async retryPending(mutationId) {
-    const engine = await this._engine();
-    try {
-      await engine.retryPending(String(mutationId));
-    } catch (e) {
-      rethrow(e);
-    }
+    await this._invoke((engine) => engine.retryPending(String(mutationId)));
     await this._drain(false);
   }
 
   // ------------------------------------------------------------ status snapshots
   _status(model) {
     this.model(model);
+    if (this.#fatal) {
+      return Object.freeze({ online: this.#detector.isOnline(), engineRunning: false, syncing: false, pendingCount: 0, lastError: this.#fatal.message, lastSyncedAt: null });
+    }
     let cached = this.#statusCache.get(model);
     if (!cached && this.#engine && !this.#closed) {
       try {
-        const text = this.#engine.status(model);
+        const text = this.#sync(() => this.#engine.status(model));
         cached = { json: text, snapshot: Object.freeze(JSON.parse(text)) };
         this.#statusCache.set(model, cached);
       } catch {
@@ -695,96 +940,91 @@ class SyncOrm {
     return () => set.delete(listener);
   }
 
-  // Coalesces the engine's change signals; snapshots are rebuilt after the change completed.
+  #callListener(fn, arg) {
+    try {
+      fn(arg);
+    } catch (e) {
+      queueMicrotask(() => {
+        throw e;
+      });
+    }
+  }
+
+  // The engine signals every change; snapshots are rebuilt (and other tabs told) once it completed.
   #queueStatus() {
     if (this.#statusQueued) return;
     this.#statusQueued = true;
     queueMicrotask(() => {
       this.#statusQueued = false;
-      if (!this.#engine || this.#closed) return;
-      for (const name of this.#models.keys()) {
-        let text;
-        try {
-          text = this.#engine.status(name);
-        } catch {
-          return;
+      if (!this.#engine || this.#closed || this.#fatal) return;
+      try {
+        this.#announce();
+        for (const name of this.#models.keys()) {
+          const text = this.#sync(() => this.#engine.status(name));
+          const cached = this.#statusCache.get(name);
+          if (cached?.json === text) continue;
+          const snapshot = Object.freeze(JSON.parse(text));
+          this.#statusCache.set(name, { json: text, snapshot });
+          for (const fn of [...(this.#subscribers.get(name) ?? [])]) this.#callListener(fn, snapshot);
         }
-        const cached = this.#statusCache.get(name);
-        if (cached?.json === text) continue;
-        const snapshot = Object.freeze(JSON.parse(text));
-        this.#statusCache.set(name, { json: text, snapshot });
-        for (const fn of [...(this.#subscribers.get(name) ?? [])]) {
-          try {
-            fn(snapshot);
-          } catch (e) {
-            queueMicrotask(() => {
-              throw e;
-            });
-          }
-        }
+      } catch {
+        // The engine failed: _fail told the subscribers.
       }
     });
   }
 
   // ------------------------------------------------------------ other tabs
-  // Announcements: `{ models, keys? }`. Receivers re-read the outbox, re-read the rows in
-  // `keys[model]`, and forget any listed model without keys (read again when next needed).
-  // Changes are gathered and sent at most once per ANNOUNCE_MS, so a burst of writes costs other
-  // tabs (and this one) one message, not one per write.
-  #broadcast(models, keys = null) {
-    if (!this.#channel) return;
-    const out = (this.#outgoing ??= { models: new Map() });
-    for (const m of models) {
-      const have = out.models.get(m);
-      const add = keys?.[m];
-      if (have === null || !add || (have && have.size + add.length > MAX_ANNOUNCED_KEYS)) {
-        out.models.set(m, null); // re-read the model whole
-      } else {
-        const set = have ?? new Set();
-        for (const k of add) set.add(k);
-        out.models.set(m, set);
+  // Storage keeps a numbered change log (see src/storage/mod.rs). After this ORM commits, it
+  // announces the new number `{ seq }` on a BroadcastChannel (at most every ANNOUNCE_MS); other
+  // tabs then read the log since their own number and refresh just the rows that changed. The
+  // message is only a hint: what changed is read from storage, so a lost or forged message cannot
+  // make a tab skip or invent a change.
+  #announce() {
+    if (!this.#channel || this.#announceTimer !== null) return;
+    if (this.#sync(() => this.#engine.seq()) <= this.#announced) return;
+    const wait = Math.max(0, this.#lastAnnounce + ANNOUNCE_MS - performance.now());
+    this.#announceTimer = setTimeout(() => {
+      this.#announceTimer = null;
+      if (!this.#channel || this.#fatal) return;
+      this.#lastAnnounce = performance.now();
+      this.#announced = this.#engine.seq();
+      try {
+        this.#channel.postMessage({ seq: this.#announced });
+      } catch {
+        // A closed channel: nothing to tell.
       }
-    }
-    if (this.#outgoingTimer === null) {
-      const wait = Math.max(0, this.#lastAnnounced + ANNOUNCE_MS - performance.now());
-      this.#outgoingTimer = setTimeout(() => this.#sendAnnouncement(), wait);
-    }
+    }, wait);
   }
 
-  #sendAnnouncement() {
-    clearTimeout(this.#outgoingTimer);
-    this.#outgoingTimer = null;
-    const out = this.#outgoing;
-    this.#outgoing = null;
-    if (!out) return;
-    this.#lastAnnounced = performance.now();
-    const models = [...out.models.keys()];
-    const keyed = [...out.models].filter(([, set]) => set);
-    const message = keyed.length ? { models, keys: Object.fromEntries(keyed.map(([m, set]) => [m, [...set]])) } : { models };
-    try {
-      this.#channel?.postMessage(message);
-    } catch {
-      // A closed channel: nothing to tell.
-    }
+  #onMessage(data) {
+    // Anything else on the channel (another version, another library, a forged message) is ignored.
+    if (data === null || typeof data !== "object" || !Number.isSafeInteger(data.seq) || data.seq < 0) return;
+    if (this.#closed || this.#fatal || !this.#engine) return;
+    if (data.seq <= this.#sync(() => this.#engine.seq())) return;
+    this.#catchUpNow()
+      .then(() => {
+        // Another tab wrote or drained: if this tab runs the loop, look at the queue now.
+        if (this.#loop?.running) this._drain(false).catch(() => {});
+      })
+      .catch(() => {});
   }
 
-  // After a drain: the outbox changed; rows changed only if a rejection rolled some back.
-  #announceDrained(lease) {
-    this.#broadcast(lease.rolledBack ? this.#syncedModels() : []);
-  }
-
-  async #onRemoteChange(data) {
-    const models = (data?.models ?? []).filter((m) => this.#models.has(m));
-    const keys = data?.keys && typeof data.keys === "object" ? data.keys : undefined;
-    if (this.#closed || !this.#engine) return;
-    try {
-      await this.#engine.reload(JSON.stringify({ models, keys }));
-    } catch {
-      return;
+  /** Catches up with storage (one catch-up at a time; a request meanwhile runs one more). */
+  #catchUpNow() {
+    if (this.#catchingUp) {
+      this.#catchUpAgain = true;
+      return this.#catchingUp;
     }
-    for (const m of models) this._changed(m, false);
-    // Another tab wrote or drained: if this tab runs the loop, look at the queue now.
-    if (this.#loop?.running) this._drain(false).catch(() => {});
+    this.#catchingUp = (async () => {
+      do {
+        this.#catchUpAgain = false;
+        const changed = JSON.parse(await this._invoke((engine) => engine.catchUp()));
+        for (const m of changed) this._changed(m);
+      } while (this.#catchUpAgain && !this.#closed && !this.#fatal);
+    })().finally(() => {
+      this.#catchingUp = null;
+    });
+    return this.#catchingUp;
   }
 
   /** Resolves once storage is open (every method waits for it anyway). */
@@ -792,21 +1032,14 @@ class SyncOrm {
     return this.#ready;
   }
 
-  async _engine() {
-    await this.#ready;
-    if (this.#closed) throw new DatabaseClosedError("the database is closed; create a new one with createSyncOrm()");
-    // Relations may be assigned after createSyncOrm: resend any model whose object changed.
+  // Relations may be assigned after createSyncOrm: resend any model whose object changed.
+  #sendRelations() {
     for (const m of this.#models.values()) {
       if (this.#relationsSent.get(m.name) !== m.relations) {
-        try {
-          this.#engine.setRelations(m.name, JSON.stringify(describeRelations(m)));
-        } catch (e) {
-          rethrow(e);
-        }
+        this.#engine.setRelations(m.name, JSON.stringify(describeRelations(m)));
         this.#relationsSent.set(m.name, m.relations);
       }
     }
-    return this.#engine;
   }
 
   /** The repository of a model. */
@@ -823,53 +1056,46 @@ class SyncOrm {
     return repo;
   }
 
-  /** Calls `fn(modelName)` after every committed local write. Returns an unsubscribe function. */
+  /** Calls `fn(modelName)` after local data changed (writes, pulls, rollbacks, other tabs). */
   onChange(fn) {
     this.#listeners.add(fn);
     return () => this.#listeners.delete(fn);
   }
 
-  /**
-   * After local data of `model` changed; `announce` tells other tabs too, with the primary keys
-   * of the changed rows when known (`keys`), so they re-read only those.
-   */
-  _changed(model, announce = true, keys = null) {
-    if (announce) this.#broadcast([model], keys && { [model]: keys });
-    for (const fn of [...this.#listeners]) {
-      try {
-        fn(model);
-      } catch (e) {
-        queueMicrotask(() => {
-          throw e;
-        });
-      }
-    }
+  /** Tells this ORM's change listeners that `model`'s data changed. */
+  _changed(model) {
+    for (const fn of [...this.#listeners]) this.#callListener(fn, model);
   }
 
   /**
-   * Closes the database. Further calls reject with DatabaseClosedError; the returned promise
-   * resolves once storage is released (acknowledged pushes committed, outbox lock let go).
+   * Closes the database. Calls made from now on reject with DatabaseClosedError; calls made
+   * before still complete. The returned promise resolves once storage is released (acknowledged
+   * pushes committed, outbox lock let go).
    */
   async close() {
     if (this.#closed) return;
-    this.#loop?.stop();
     this.#closed = true;
+    this.#loop?.stop();
     this.#closing.abort();
     this.#listeners.clear();
     this.#subscribers.clear();
     const lease = this.#lease;
     clearTimeout(lease?.timer);
     try {
-      await this.#engine?.close();
+      await this._invoke((engine) => engine.close());
     } catch {
       // Closing never fails the caller: the storage connection goes either way.
     }
+    liveOrms.delete(this);
     if (lease) {
       this.#lease = null;
       lease.release();
-      if (lease.changed) this.#announceDrained(lease);
     }
-    this.#sendAnnouncement();
+    clearTimeout(this.#announceTimer);
+    this.#announceTimer = null;
+    if (this.#engine && !this.#fatal && this.#channel && this.#engine.seq() > this.#announced) {
+      this.#channel.postMessage({ seq: this.#engine.seq() });
+    }
     this.#channel?.close();
   }
 }
@@ -923,13 +1149,14 @@ class SyncEngine {
  * A background sync loop for `db` (one created without `engine`). Returns `{ start, stop,
  * running }`; `db.startEngine()` / `db.stopEngine()` cover the common case.
  */
-export function createSyncEngine({ db, intervalMs = 30_000, networkDetector } = {}) {
+export function createSyncEngine(opts) {
+  const { db, intervalMs = 30_000, networkDetector } = options(opts, "createSyncEngine");
   if (!(db instanceof SyncOrm)) throw new QueryError("createSyncEngine needs { db } from createSyncOrm()");
-  const loop = new SyncEngine(db, { intervalMs, networkDetector: checkDetector(networkDetector ?? createNetworkDetector()) });
+  const loop = new SyncEngine(db, { intervalMs: checkInterval(intervalMs, "intervalMs"), networkDetector: checkDetector(networkDetector ?? createNetworkDetector()) });
   return { start: () => loop.start(), stop: () => loop.stop(), get running() { return loop.running; } };
 }
 
 /** Creates the ORM. Storage opens in the background; every method waits for it. */
-export function createSyncOrm(options = {}) {
-  return new SyncOrm(options);
+export function createSyncOrm(opts) {
+  return new SyncOrm(opts);
 }

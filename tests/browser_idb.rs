@@ -2,8 +2,10 @@
 //! database per test.
 #![cfg(target_arch = "wasm32")]
 
-use indexed_db_futures::Build;
-use micro_sync::core::db::{Db, Env, NoRemote, NoValidation, PushOutcome, Remote, Validator};
+use indexed_db_futures::{Build, BuildPrimitive};
+use micro_sync::core::db::{
+    Db, Env, NoRemote, NoValidation, Pulled, PushOutcome, Remote, Validator,
+};
 use micro_sync::core::outbox::OutboxEntry;
 use micro_sync::core::schema::ModelDef;
 use micro_sync::storage::indexeddb::IdbStorage;
@@ -17,7 +19,7 @@ use wasm_bindgen_test::*;
 wasm_bindgen_test_configure!(run_in_browser);
 
 fn fresh_name() -> String {
-    format!("micro-sync-test-{}", uuid::Uuid::now_v7())
+    format!("micro-sync-test-{}", js_sys::Math::random().to_bits())
 }
 
 fn models(v: Value) -> Vec<ModelDef> {
@@ -39,9 +41,17 @@ fn blog() -> Vec<ModelDef> {
     ]))
 }
 
+fn random_bytes(buf: &mut [u8]) {
+    for b in buf.iter_mut() {
+        *b = (js_sys::Math::random() * 256.0) as u8;
+    }
+}
+
 const ENV: Env = Env {
     now: js_sys::Date::now,
     random: js_sys::Math::random,
+    random_bytes,
+    pause: || Box::pin(gloo_timers::future::TimeoutFuture::new(0)),
 };
 
 async fn open_with<V: Validator>(name: &str, m: Vec<ModelDef>, v: V) -> Db<IdbStorage, V> {
@@ -406,12 +416,8 @@ impl Remote for Backend {
         }
         PushOutcome::Done
     }
-    async fn pull(
-        &self,
-        _model: &str,
-        _q: Option<&Value>,
-    ) -> std::result::Result<Vec<Value>, String> {
-        Ok(self.inner.borrow().rows.clone())
+    async fn pull(&self, _model: &str, _q: Option<&Value>) -> std::result::Result<Pulled, String> {
+        Ok(self.inner.borrow().rows.clone().into())
     }
 }
 
@@ -634,7 +640,7 @@ async fn an_aborted_transaction_leaves_neither_row_nor_outbox_entry() {
     // No "id": IndexedDB cannot derive the key, fails the request, and aborts the transaction.
     let bad = json!({ "title": "no key" }).as_object().unwrap().clone();
     let entry = OutboxEntry {
-        mutation_id: uuid::Uuid::now_v7().to_string(),
+        mutation_id: "01900000-0000-7000-8000-000000000001".to_string(),
         model: "notes".into(),
         action: Action::Insert,
         query: json!({ "values": [good.clone()] }),
@@ -663,18 +669,18 @@ async fn an_aborted_transaction_leaves_neither_row_nor_outbox_entry() {
         outbox_put: vec![entry],
         outbox_delete: vec![],
     };
-    let err = storage.commit(&batch).await.unwrap_err();
+    let err = storage.commit(&batch, 0).await.unwrap_err();
     assert_eq!(err.name(), "StorageError", "{err}");
     assert!(
         err.to_string().contains("DataError"),
         "mapped from the DOMException name: {err}"
     );
     assert!(
-        storage.load(&notes()[0]).await.unwrap().is_empty(),
+        storage.load(&notes()[0]).await.unwrap().items.is_empty(),
         "no row was written"
     );
     assert!(
-        storage.load_outbox().await.unwrap().is_empty(),
+        storage.load_outbox().await.unwrap().0.items.is_empty(),
         "no outbox entry was written"
     );
 }
@@ -684,9 +690,9 @@ async fn stored_outbox(name: &str) -> Vec<String> {
     let storage = IdbStorage::new(name);
     let schema = micro_sync::core::schema::Schema::new(notes()).unwrap();
     storage.open(&schema).await.unwrap();
-    let ids = storage.load_outbox().await.unwrap();
+    let (ids, _) = storage.load_outbox().await.unwrap();
     storage.close();
-    ids.into_iter().map(|e| e.mutation_id).collect()
+    ids.items.into_iter().map(|e| e.mutation_id).collect()
 }
 
 #[wasm_bindgen_test]
@@ -808,10 +814,10 @@ async fn reads_naming_keys_or_indexed_values_are_answered_from_indexeddb_before_
 }
 
 #[wasm_bindgen_test]
-async fn reload_reads_back_only_the_announced_rows() {
+async fn catch_up_reads_back_only_the_rows_another_connection_changed() {
     let name = fresh_name();
     let here = open(&name).await;
-    let there = open(&name).await; // another tab on the same database
+    let there = open(&name).await; // another connection to the same database
     let rows: Vec<Value> = (0..20)
         .map(|i| json!({ "id": format!("u{i:02}"), "name": format!("n{i}") }))
         .collect();
@@ -837,13 +843,12 @@ async fn reload_reads_back_only_the_announced_rows() {
         .insert("users", &json!({ "id": "u99", "name": "new" }), None)
         .await
         .unwrap();
-    // Not announced yet: this tab still answers from memory.
+    // Not caught up yet: this connection still answers from memory.
     assert!(here.get("users", &json!("u99")).await.unwrap().is_none());
 
-    let keys = vec![json!("u01"), json!("u02"), json!("u99")];
-    here.reload(&[], &[("users".to_string(), keys)])
-        .await
-        .unwrap();
+    let changed = here.catch_up().await.unwrap();
+    assert_eq!(changed, vec!["users".to_string()]);
+    assert_eq!(here.seq(), there.seq());
     assert!(
         here.is_loaded("users"),
         "patched in place, not reloaded whole"
@@ -863,8 +868,8 @@ async fn reload_reads_back_only_the_announced_rows() {
     );
     assert!(here.get("users", &json!("u02")).await.unwrap().is_none());
 
-    // A synced model's new outbox entries name their rows: those are read again even before
-    // (or without) the write's own announcement, so rows never lag the pending count.
+    // A synced model's new outbox entries come back with their rows, so rows never lag the
+    // pending count.
     assert!(here.select("posts", None).await.unwrap().is_empty()); // loaded here
     there
         .insert(
@@ -874,13 +879,203 @@ async fn reload_reads_back_only_the_announced_rows() {
         )
         .await
         .unwrap();
-    here.reload(&[], &[]).await.unwrap();
+    here.catch_up().await.unwrap();
     assert_eq!(here.status("posts").unwrap().pending_count, 1);
     assert!(here.is_loaded("posts"));
     assert_eq!(ids(&here.select("posts", None).await.unwrap()), [json!(7)]);
 
-    // Without keys, the model is forgotten and read again when next needed.
-    here.reload(&["users".to_string()], &[]).await.unwrap();
+    // A write too big to list its keys makes the model read again whole when next needed.
+    let many: Vec<Value> = (0..1_001)
+        .map(|i| json!({ "id": format!("m{i:04}") }))
+        .collect();
+    there
+        .insert("users", &Value::Array(many), None)
+        .await
+        .unwrap();
+    here.catch_up().await.unwrap();
     assert!(!here.is_loaded("users"));
-    assert_eq!(here.count("users", None).await.unwrap(), 20);
+    assert_eq!(here.count("users", None).await.unwrap(), 1_021);
+}
+
+/// The commit protocol itself, on two connections: a commit planned on an old commit number
+/// writes nothing, and an insert of a key storage already holds fails with a constraint error.
+#[wasm_bindgen_test]
+async fn stale_commits_write_nothing_and_inserts_never_overwrite() {
+    use micro_sync::core::batch::{Batch, RowOp};
+    use micro_sync::core::schema::Schema;
+    use micro_sync::core::value::Key;
+    use micro_sync::storage::Committed;
+
+    let name = fresh_name();
+    let schema = Schema::new(notes()).unwrap();
+    let a = IdbStorage::new(&name);
+    let b = IdbStorage::new(&name);
+    a.open(&schema).await.unwrap();
+    b.open(&schema).await.unwrap();
+    let row = |title: &str| {
+        Rc::new(
+            json!({ "id": 1, "title": title })
+                .as_object()
+                .unwrap()
+                .clone(),
+        )
+    };
+    let insert = |title: &str| Batch {
+        rows: vec![RowOp::Insert {
+            model: "notes".into(),
+            key: Key::Num(1.0),
+            row: row(title),
+        }],
+        ..Batch::default()
+    };
+    assert_eq!(
+        a.commit(&insert("from a"), 0).await.unwrap(),
+        Committed::Done(1)
+    );
+    // b planned on commit 0 too: refused, nothing written.
+    assert_eq!(
+        b.commit(&insert("from b"), 0).await.unwrap(),
+        Committed::Stale
+    );
+    let changes = b.changes_since(0).await.unwrap();
+    assert!(changes.complete);
+    assert_eq!(changes.seq, 1);
+    assert_eq!(
+        changes.stores,
+        vec![("notes".to_string(), Some(vec![json!(1)]))]
+    );
+    // Caught up, but inserting the same key again: storage refuses it.
+    let err = b.commit(&insert("from b"), 1).await.unwrap_err();
+    assert_eq!(err.name(), "ConstraintError", "{err}");
+    let stored = b.load(&notes()[0]).await.unwrap().items;
+    assert_eq!(stored, vec![(*row("from a")).clone()]);
+    assert_eq!(
+        b.changes_since(1).await.unwrap().seq,
+        1,
+        "the failed commit left no record"
+    );
+}
+
+/// Records another version (or another program) left in storage that cannot be read are set
+/// aside and reported; everything else keeps working, in every model and in the outbox.
+#[wasm_bindgen_test]
+async fn unreadable_records_are_set_aside_and_the_rest_works() {
+    let name = fresh_name();
+    let db = open(&name).await;
+    db.insert(
+        "users",
+        &json!([{ "id": "ok1", "name": "Ada" }, { "id": "ok2", "name": "Alan" }]),
+        None,
+    )
+    .await
+    .unwrap();
+    db.close().await;
+
+    // Write what micro-sync itself would refuse, straight into IndexedDB.
+    let mut deep = json!(1);
+    for _ in 0..200 {
+        deep = json!({ "a": deep });
+    }
+    let bad_row: wasm_bindgen::JsValue =
+        js_sys::JSON::parse(&json!({ "id": "deep", "name": "x", "deep": deep }).to_string())
+            .unwrap();
+    let bad_entry: wasm_bindgen::JsValue = js_sys::JSON::parse(
+        r#"{"mutationId":"01900000-0000-7000-8000-0000000000ff","model":"posts"}"#,
+    )
+    .unwrap();
+    let raw = indexed_db_futures::database::Database::open(name.as_str())
+        .await
+        .unwrap();
+    let tx = raw
+        .transaction(["users", "_pendingSync"])
+        .with_mode(indexed_db_futures::transaction::TransactionMode::Readwrite)
+        .build()
+        .unwrap();
+    tx.object_store("users")
+        .unwrap()
+        .put(bad_row)
+        .primitive()
+        .unwrap()
+        .await
+        .unwrap();
+    tx.object_store("_pendingSync")
+        .unwrap()
+        .put(bad_entry)
+        .primitive()
+        .unwrap()
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    raw.close();
+
+    let db = open(&name).await;
+    assert!(
+        db.pending().unwrap().is_empty(),
+        "the broken entry is not pushed"
+    );
+    let rows = db
+        .select("users", Some(&json!({ "orderBy": [{ "field": "id" }] })))
+        .await
+        .unwrap();
+    assert_eq!(ids(&rows), [json!("ok1"), json!("ok2")]);
+    assert_eq!(db.get("users", &json!("deep")).await.unwrap(), None);
+    db.insert(
+        "posts",
+        &json!({ "id": 1, "userId": "ok1", "title": "still writable" }),
+        None,
+    )
+    .await
+    .unwrap();
+    let unreadable = db.unreadable();
+    let mut seen: Vec<(String, Option<Value>)> = unreadable
+        .iter()
+        .map(|u| (u.store.clone(), u.key.clone()))
+        .collect();
+    seen.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        seen,
+        vec![
+            (
+                "_pendingSync".to_string(),
+                Some(json!("01900000-0000-7000-8000-0000000000ff"))
+            ),
+            ("users".to_string(), Some(json!("deep"))),
+        ]
+    );
+    assert!(db
+        .status("users")
+        .unwrap()
+        .last_error
+        .unwrap()
+        .contains("set aside"));
+}
+
+/// Two connections opening a new database at the same moment with different model sets: whoever
+/// upgrades second finds its stores missing after the race and upgrades again, so both can write.
+#[wasm_bindgen_test]
+async fn concurrent_first_opens_with_different_models_converge() {
+    for round in 0..6 {
+        let name = fresh_name();
+        let left = models(
+            json!([{ "name": "a", "primaryKey": "id" }, { "name": "shared", "primaryKey": "id" }]),
+        );
+        let right = models(
+            json!([{ "name": "b", "primaryKey": "id", "indexes": ["k"] }, { "name": "shared", "primaryKey": "id" }]),
+        );
+        let (l, r) = futures::future::join(
+            Db::open(IdbStorage::new(&name), NoValidation, NoRemote, left, ENV),
+            Db::open(IdbStorage::new(&name), NoValidation, NoRemote, right, ENV),
+        )
+        .await;
+        let (l, r) = (l.expect("left opens"), r.expect("right opens"));
+        l.insert("a", &json!({ "id": 1 }), None)
+            .await
+            .unwrap_or_else(|e| panic!("round {round}: {e}"));
+        r.insert("b", &json!({ "id": 1, "k": "x" }), None)
+            .await
+            .unwrap_or_else(|e| panic!("round {round}: {e}"));
+        assert_eq!(r.count("b", Some(&json!({ "k": "x" }))).await.unwrap(), 1);
+        l.close().await;
+        r.close().await;
+    }
 }

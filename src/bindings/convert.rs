@@ -1,6 +1,6 @@
 //! All conversion between JS and Rust values, and crate errors into JS `Error`s.
 
-use crate::core::db::{PushOutcome, Remote, Validator};
+use crate::core::db::{Pulled, PushOutcome, Remote, Validator};
 use crate::core::outbox::OutboxEntry;
 use crate::error::{Error, Issue, Result};
 use serde::de::DeserializeOwned;
@@ -71,46 +71,91 @@ impl JsValidator {
     }
 }
 
+/// One row's (or, for a whole write, all rows') validation outcome as the wrapper reports it.
 #[derive(serde::Deserialize)]
 struct Outcome {
-    ok: Option<Vec<Value>>,
+    ok: Option<Value>,
     issues: Option<Vec<Issue>>,
 }
 
-impl Validator for JsValidator {
-    async fn validate(&self, model: &str, rows: Vec<Value>) -> Result<Vec<Value>> {
-        let text = serde_json::to_string(&rows).map_err(|e| Error::storage(e.to_string()))?;
-        let fail = |msg: String| Error::Validation {
-            model: model.to_string(),
-            issues: vec![Issue {
-                path: vec![],
-                message: msg,
-            }],
-        };
-        let mut out = self
-            .f
-            .call2(
-                &JsValue::NULL,
-                &JsValue::from_str(model),
-                &JsValue::from_str(&text),
-            )
-            .map_err(|e| fail(message_of(&e)))?;
-        if let Some(p) = out.dyn_ref::<js_sys::Promise>() {
-            out = wasm_bindgen_futures::JsFuture::from(p.clone())
-                .await
-                .map_err(|e| fail(message_of(&e)))?;
-        }
-        let text = out
-            .as_string()
-            .ok_or_else(|| fail("validator returned no result".into()))?;
-        let outcome: Outcome = from_json(&text)?;
-        match (outcome.ok, outcome.issues) {
-            (Some(rows), _) => Ok(rows),
+impl Outcome {
+    fn into_result(self, model: &str) -> Result<Value> {
+        match (self.ok, self.issues) {
+            (Some(v), _) => Ok(v),
             (None, Some(issues)) => Err(Error::Validation {
                 model: model.to_string(),
                 issues,
             }),
-            (None, None) => Err(fail("validator returned neither rows nor issues".into())),
+            (None, None) => Err(invalid(model, "validator returned neither rows nor issues")),
+        }
+    }
+}
+
+fn invalid(model: &str, message: &str) -> Error {
+    Error::Validation {
+        model: model.to_string(),
+        issues: vec![Issue {
+            path: vec![],
+            message: message.to_string(),
+        }],
+    }
+}
+
+impl JsValidator {
+    /// Calls `validate(model, rowsJson, each)` and reads its JSON answer.
+    async fn call<T: DeserializeOwned>(
+        &self,
+        model: &str,
+        rows: &[Value],
+        each: bool,
+    ) -> Result<T> {
+        let text = serde_json::to_string(rows).map_err(|e| Error::storage(e.to_string()))?;
+        let mut out = self
+            .f
+            .call3(
+                &JsValue::NULL,
+                &JsValue::from_str(model),
+                &JsValue::from_str(&text),
+                &JsValue::from_bool(each),
+            )
+            .map_err(|e| invalid(model, &message_of(&e)))?;
+        if let Some(p) = out.dyn_ref::<js_sys::Promise>() {
+            out = wasm_bindgen_futures::JsFuture::from(p.clone())
+                .await
+                .map_err(|e| invalid(model, &message_of(&e)))?;
+        }
+        let text = out
+            .as_string()
+            .ok_or_else(|| invalid(model, "validator returned no result"))?;
+        from_json(&text)
+    }
+}
+
+impl Validator for JsValidator {
+    async fn validate(&self, model: &str, rows: Vec<Value>) -> Result<Vec<Value>> {
+        let outcome: Outcome = self.call(model, &rows, false).await?;
+        match outcome.into_result(model)? {
+            Value::Array(rows) => Ok(rows),
+            _ => Err(invalid(model, "validator returned no rows")),
+        }
+    }
+
+    /// One call for the whole list, one outcome per row.
+    async fn validate_each(&self, model: &str, rows: Vec<Value>) -> Vec<Result<Value>> {
+        let n = rows.len();
+        match self.call::<Vec<Outcome>>(model, &rows, true).await {
+            Ok(outcomes) if outcomes.len() == n => {
+                outcomes.into_iter().map(|o| o.into_result(model)).collect()
+            }
+            Ok(_) => (0..n)
+                .map(|_| {
+                    Err(invalid(
+                        model,
+                        "validator returned the wrong number of results",
+                    ))
+                })
+                .collect(),
+            Err(e) => (0..n).map(|_| Err(e.clone())).collect(),
         }
     }
 }
@@ -178,18 +223,26 @@ impl Remote for JsRemote {
         }
     }
 
+    /// The wrapper answers `{ rows, issues }`: rows JSON could not carry faithfully are `null`
+    /// there, with their issues.
     async fn pull(
         &self,
         model: &str,
         query: Option<&Value>,
-    ) -> std::result::Result<Vec<Value>, String> {
+    ) -> std::result::Result<Pulled, String> {
+        #[derive(serde::Deserialize)]
+        struct Reply {
+            rows: Vec<Value>,
+            #[serde(default)]
+            issues: Vec<Issue>,
+        }
         let q = query.map(Value::to_string).unwrap_or_default();
         let text = call_text(&self.pull, model, &q).await?;
-        match serde_json::from_str::<Value>(&text) {
-            Ok(Value::Array(rows)) => Ok(rows),
-            Ok(_) => Err(format!(
-                "sync.query of \"{model}\" must return an array of rows"
-            )),
+        match serde_json::from_str::<Reply>(&text) {
+            Ok(r) => Ok(Pulled {
+                rows: r.rows,
+                issues: r.issues,
+            }),
             Err(e) => Err(format!(
                 "sync.query of \"{model}\" returned unreadable rows: {e}"
             )),

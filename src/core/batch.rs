@@ -1,11 +1,28 @@
 //! A write batch: everything one user-visible write changes, committed atomically by the storage.
 
-use super::outbox::OutboxEntry;
+use super::outbox::{OutboxEntry, OUTBOX_STORE};
 use super::value::{Key, Row};
+use serde_json::Value;
 use std::rc::Rc;
+
+/// A change log record lists at most this many keys per store; a bigger change is recorded as
+/// "this whole store changed".
+pub const MAX_LOGGED_KEYS: usize = 1_000;
+
+/// What one commit changed, per store: the keys (primary keys, or mutation ids for the outbox),
+/// or `None` when there were too many to list. Other tabs read it back to refresh just those.
+pub type ChangeSet = Vec<(String, Option<Vec<Value>>)>;
 
 #[derive(Clone, Debug)]
 pub enum RowOp {
+    /// A new row: the commit fails with a constraint error if storage already holds the key,
+    /// even when this tab has not seen that row yet.
+    Insert {
+        model: String,
+        key: Key,
+        row: Rc<Row>,
+    },
+    /// Writes the row whatever storage holds (updates, pulls, rollbacks).
     Put {
         model: String,
         key: Key,
@@ -47,11 +64,71 @@ impl Batch {
     pub fn models(&self) -> Vec<&str> {
         let mut out: Vec<&str> = Vec::new();
         for op in &self.rows {
-            let (RowOp::Put { model, .. } | RowOp::Delete { model, .. }) = op;
-            if !out.contains(&model.as_str()) {
+            let model = op.model();
+            if !out.contains(&model) {
                 out.push(model);
             }
         }
         out
+    }
+
+    /// Whether the batch changes the outbox.
+    pub fn touches_outbox(&self) -> bool {
+        !self.outbox_put.is_empty() || !self.outbox_delete.is_empty()
+    }
+
+    /// The change log record of this batch (see [`ChangeSet`]).
+    pub fn change_set(&self) -> ChangeSet {
+        let mut out: ChangeSet = Vec::new();
+        let mut add = |store: &str, key: Value| {
+            let i = match out.iter().position(|(s, _)| s == store) {
+                Some(i) => i,
+                None => {
+                    out.push((store.to_string(), Some(Vec::new())));
+                    out.len() - 1
+                }
+            };
+            if let Some(keys) = &mut out[i].1 {
+                if keys.len() >= MAX_LOGGED_KEYS {
+                    out[i].1 = None;
+                } else {
+                    keys.push(key);
+                }
+            }
+        };
+        for op in &self.rows {
+            add(op.model(), op.key().to_value());
+        }
+        for e in &self.outbox_put {
+            add(OUTBOX_STORE, Value::String(e.mutation_id.clone()));
+        }
+        for id in &self.outbox_delete {
+            add(OUTBOX_STORE, Value::String(id.clone()));
+        }
+        out
+    }
+}
+
+impl RowOp {
+    pub fn model(&self) -> &str {
+        match self {
+            RowOp::Insert { model, .. }
+            | RowOp::Put { model, .. }
+            | RowOp::Delete { model, .. } => model,
+        }
+    }
+
+    pub fn key(&self) -> &Key {
+        match self {
+            RowOp::Insert { key, .. } | RowOp::Put { key, .. } | RowOp::Delete { key, .. } => key,
+        }
+    }
+
+    /// The row written, if any.
+    pub fn row(&self) -> Option<&Rc<Row>> {
+        match self {
+            RowOp::Insert { row, .. } | RowOp::Put { row, .. } => Some(row),
+            RowOp::Delete { .. } => None,
+        }
     }
 }

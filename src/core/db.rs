@@ -1,28 +1,45 @@
-//! The async database: the [`Engine`] plus a storage port and a validator port.
+//! The async database: the [`Engine`] plus a storage port, a validator port and a remote port.
 //!
-//! Writes are serialized by a lock, so a write's plan is never invalidated by another write of the
-//! same database before it commits. A write changes memory only after storage committed it; if
-//! validation or the commit fails, nothing changed anywhere.
+//! ## Order
+//! Every change (a user's write, a pull's merge, a push's outcome, catching up with other tabs)
+//! runs in a turn of the storage's [`WriteQueue`], taken before the call's first `await`, so
+//! changes take effect in the order they were called, awaited or not. Reads take no turn: they
+//! see every write that resolved before they were called.
+//!
+//! ## Checked against storage
+//! A write is planned against memory, validated, and committed with the commit number memory
+//! reflects ([`Storage::commit`]). If another tab (or another database on the same storage)
+//! committed in between, storage refuses it; the database reads the change log, refreshes just
+//! the rows and outbox entries that changed, and plans again. Memory changes only after storage
+//! committed; if validation or the commit fails, nothing changed anywhere.
+
+mod drain;
+
+pub use drain::DrainReport;
 
 use super::batch::Batch;
 use super::engine::Engine;
-use super::outbox::OutboxEntry;
+use super::outbox::{OutboxEntry, OUTBOX_STORE};
 use super::query::{Filter, Op, Select};
+use super::queue::{Turn, WriteQueue};
 use super::retry::Backoff;
 use super::schema::{ModelDef, RelationDef, Schema};
 use super::status::{EngineEvent, StatusBoard, SyncStatus};
 use super::value::{Key, Row};
 use crate::error::{Error, Issue, Result};
-use crate::storage::Storage;
+use crate::storage::{Committed, Loaded, Storage, Unreadable};
 use futures::lock::Mutex;
 use serde_json::Value;
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
 
-/// Validates rows against their model's schema. Returns the validated output rows (defaults and
-/// coercions applied), or [`Error::Validation`] listing every issue.
+/// Validates rows against their model's schema.
 #[allow(async_fn_in_trait)]
 pub trait Validator {
+    /// The validated output rows (defaults and coercions applied), or [`Error::Validation`]
+    /// listing every issue of every row.
     async fn validate(&self, model: &str, rows: Vec<Value>) -> Result<Vec<Value>>;
 
     /// Validates rows one by one (pulled rows: an invalid one is skipped, not fatal).
@@ -50,6 +67,23 @@ pub enum PushOutcome {
     Reject(String),
 }
 
+/// What a pull brought: the backend's rows in its order, and the issues of rows the remote port
+/// already refused (those rows are `null` in `rows`, so indexes stay those of the answer).
+#[derive(Debug, Default)]
+pub struct Pulled {
+    pub rows: Vec<Value>,
+    pub issues: Vec<Issue>,
+}
+
+impl From<Vec<Value>> for Pulled {
+    fn from(rows: Vec<Value>) -> Self {
+        Pulled {
+            rows,
+            issues: Vec::new(),
+        }
+    }
+}
+
 /// The app's backend, reached through each model's `sync` hooks.
 #[allow(async_fn_in_trait)]
 pub trait Remote {
@@ -57,11 +91,8 @@ pub trait Remote {
     fn can_push(&self, model: &str) -> bool;
     async fn push(&self, entry: &OutboxEntry) -> PushOutcome;
     /// Rows the backend returns for `query` (`sync.query`).
-    async fn pull(
-        &self,
-        model: &str,
-        query: Option<&Value>,
-    ) -> std::result::Result<Vec<Value>, String>;
+    async fn pull(&self, model: &str, query: Option<&Value>)
+        -> std::result::Result<Pulled, String>;
 }
 
 /// A backend that is never there: local-only databases and tests.
@@ -78,28 +109,44 @@ impl Remote for NoRemote {
         &self,
         model: &str,
         _query: Option<&Value>,
-    ) -> std::result::Result<Vec<Value>, String> {
+    ) -> std::result::Result<Pulled, String> {
         Err(format!("model \"{model}\" has no sync.query hook"))
     }
 }
 
-/// Time and randomness, injected so the core stays deterministic under test.
+/// A future that resolves on a later turn of the event loop.
+pub type Pause = Pin<Box<dyn Future<Output = ()>>>;
+
+/// Time, randomness and yielding, injected so the core stays deterministic under test.
 #[derive(Clone, Copy)]
 pub struct Env {
     pub now: fn() -> f64,
+    /// A number in [0, 1) (backoff jitter).
     pub random: fn() -> f64,
+    /// Random bytes for ids; must not fail.
+    pub random_bytes: fn(&mut [u8]),
+    /// Lets the event loop run (between chunks of a big pull).
+    pub pause: fn() -> Pause,
 }
 
-/// How many acknowledged pushes may wait before their outbox deletions are committed on their own.
-const ACK_BATCH: usize = 64;
-
-/// What one drain did.
-#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
-pub struct DrainReport {
-    pub pushed: usize,
-    pub retried: usize,
-    pub rejected: usize,
-    pub remaining: usize,
+impl Env {
+    /// For hosts and tests: the system clock, a non-cryptographic generator, no pauses.
+    pub fn host() -> Env {
+        Env {
+            now: || {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+            },
+            random: || {
+                let mut b = [0u8; 4];
+                super::ids::fallback_random(&mut b);
+                f64::from(u32::from_le_bytes(b)) / 4_294_967_296.0
+            },
+            random_bytes: super::ids::fallback_random,
+            pause: || Box::pin(std::future::ready(())),
+        }
+    }
 }
 
 /// Accepts every row unchanged.
@@ -111,28 +158,51 @@ impl Validator for NoValidation {
     }
 }
 
+/// A commit refused because storage moved on is planned again after catching up, at most this
+/// many times (only tabs writing without pause could exhaust it).
+const MAX_ATTEMPTS: usize = 32;
+
+#[derive(Clone, Debug)]
+enum Phase {
+    Opening,
+    Open,
+    Failed(Error),
+    Closed,
+}
+
 pub struct Db<S, V, R = NoRemote> {
     storage: S,
     validator: V,
     remote: R,
     engine: RefCell<Engine>,
-    writes: Mutex<()>,
-    /// Held while a model loads into memory.
+    queue: WriteQueue,
+    /// Held while a model loads into memory (and while catching up, so a load never installs
+    /// rows older than a change already caught up with).
     loading: Mutex<()>,
     env: Env,
     backoff: Backoff,
     status: RefCell<StatusBoard>,
     listener: RefCell<Option<Box<dyn Fn()>>>,
-    closed: Cell<bool>,
+    phase: RefCell<Phase>,
+    /// Set as soon as `close()` is called: calls made after it are refused at once.
+    closing: Cell<bool>,
+    /// The storage commit number that memory reflects (see the module docs).
+    seq: Cell<u64>,
     /// Acknowledged pushes: already gone from the in-memory outbox, not yet from storage. They
     /// ride along with the next commit, or are committed by [`Db::flush`] (at the latest when
-    /// [`ACK_BATCH`] of them wait). Losing them (a crash) only re-sends those entries with their
+    /// `ACK_BATCH` of them wait). Losing them (a crash) only re-sends those entries with their
     /// mutation ids, which the backend deduplicates.
     acks: RefCell<Batch>,
+    /// The mutation id whose push is in flight.
+    in_flight: RefCell<Option<String>>,
+    /// Stored records that could not be decoded (left in storage, skipped in memory).
+    unreadable: RefCell<Vec<Unreadable>>,
 }
 
 impl<S: Storage, V: Validator, R: Remote> Db<S, V, R> {
-    pub async fn open(
+    /// A database over `storage`; nothing is read until [`Db::connect`], which every other call
+    /// waits for (calls made meanwhile queue up in order).
+    pub fn new(
         storage: S,
         validator: V,
         remote: R,
@@ -140,23 +210,78 @@ impl<S: Storage, V: Validator, R: Remote> Db<S, V, R> {
         env: Env,
     ) -> Result<Self> {
         let schema = Schema::new(models)?;
-        storage.open(&schema).await?;
         let mut engine = Engine::new(schema);
-        engine.set_outbox(storage.load_outbox().await?);
+        engine.set_random(env.random_bytes);
         Ok(Db {
+            queue: storage.queue(),
             storage,
             validator,
             remote,
             engine: RefCell::new(engine),
-            writes: Mutex::new(()),
             loading: Mutex::new(()),
             env,
             backoff: Backoff::default(),
             status: RefCell::new(StatusBoard::default()),
             listener: RefCell::new(None),
-            closed: Cell::new(false),
+            phase: RefCell::new(Phase::Opening),
+            closing: Cell::new(false),
+            seq: Cell::new(0),
             acks: RefCell::default(),
+            in_flight: RefCell::new(None),
+            unreadable: RefCell::new(Vec::new()),
         })
+    }
+
+    /// A place in this database's write queue, taken now. Every `*_in` method takes one, so a
+    /// caller can fix the order of its calls before any of them runs (the bindings take it
+    /// during the JS call itself); the plain methods take theirs when called.
+    pub fn turn(&self) -> Turn {
+        self.queue.turn()
+    }
+
+    /// Opens storage (creating or upgrading stores) and reads the outbox. Takes the first turn,
+    /// so the calls made before it resolves run after it, in order.
+    pub fn connect(&self) -> impl Future<Output = Result<()>> + '_ {
+        self.connect_in(self.turn())
+    }
+
+    pub async fn connect_in(&self, turn: Turn) -> Result<()> {
+        let _turn = turn.await;
+        let result = self.connect_inner().await;
+        {
+            let mut phase = self.phase.borrow_mut();
+            match (&*phase, &result) {
+                (Phase::Opening, Ok(())) => *phase = Phase::Open,
+                (Phase::Opening, Err(e)) => *phase = Phase::Failed(e.clone()),
+                _ => {}
+            }
+        }
+        // The pending counts are known now.
+        self.notify();
+        result
+    }
+
+    async fn connect_inner(&self) -> Result<()> {
+        let schema = self.engine.borrow().schema.clone();
+        self.storage.open(&schema).await?;
+        let (entries, seq) = self.storage.load_outbox().await?;
+        let entries = self.keep_readable(entries);
+        self.engine.borrow_mut().set_outbox(entries);
+        self.seq.set(seq);
+        Ok(())
+    }
+
+    /// [`Db::new`] and [`Db::connect`] in one.
+    pub async fn open(
+        storage: S,
+        validator: V,
+        remote: R,
+        models: Vec<ModelDef>,
+        env: Env,
+    ) -> Result<Self> {
+        let db = Self::new(storage, validator, remote, models, env)?;
+        db.connect().await?;
+        Ok(db)
     }
 
     /// Called (with no arguments) after every change of any status snapshot or of stored data.
@@ -168,6 +293,42 @@ impl<S: Storage, V: Validator, R: Remote> Db<S, V, R> {
         if let Some(f) = self.listener.borrow().as_ref() {
             f();
         }
+    }
+
+    /// The storage this database runs on.
+    pub fn storage(&self) -> &S {
+        &self.storage
+    }
+
+    /// The storage commit number this database's memory reflects.
+    pub fn seq(&self) -> u64 {
+        self.seq.get()
+    }
+
+    /// Stored records that could not be decoded, oldest report first.
+    pub fn unreadable(&self) -> Vec<Unreadable> {
+        self.unreadable.borrow().clone()
+    }
+
+    /// Records what could not be decoded (once per record) and returns the rest.
+    fn keep_readable<T>(&self, loaded: Loaded<T>) -> Vec<T> {
+        if !loaded.unreadable.is_empty() {
+            let mut list = self.unreadable.borrow_mut();
+            for u in loaded.unreadable {
+                if !list.iter().any(|x| x.store == u.store && x.key == u.key) {
+                    let mut status = self.status.borrow_mut();
+                    let key = u.key.as_ref().map_or("?".into(), Value::to_string);
+                    status.model_mut(&u.store).last_error = Some(format!(
+                        "a stored \"{}\" record (key {key}) cannot be read and was set aside: {}",
+                        u.store, u.message
+                    ));
+                    list.push(u);
+                }
+            }
+            drop(list);
+            self.notify();
+        }
+        loaded.items
     }
 
     pub fn status(&self, model: &str) -> Result<SyncStatus> {
@@ -200,51 +361,114 @@ impl<S: Storage, V: Validator, R: Remote> Db<S, V, R> {
         }
     }
 
-    pub fn is_draining(&self) -> bool {
-        self.status.borrow().engine.draining()
-    }
-
-    /// Pushes due outbox entries in creation order until the queue is empty, an entry fails
-    /// (it then waits for its backoff, and so does everything after it: a later write never
-    /// overtakes an earlier one), or the network goes offline. `force` ignores backoff.
-    /// Returns `None` when another drain is already running.
-    pub async fn drain(&self, force: bool) -> Result<Option<DrainReport>> {
-        self.check_open()?;
-        if self.is_draining() {
-            return Ok(None);
+    /// Whether the database can be used now (inside a turn): open, not failed, not closed.
+    fn check_open(&self) -> Result<()> {
+        match &*self.phase.borrow() {
+            Phase::Open => Ok(()),
+            Phase::Failed(e) => Err(e.clone()),
+            Phase::Closed => Err(Error::Closed),
+            Phase::Opening => Err(Error::storage("the database is not open yet")),
         }
-        self.engine_event(EngineEvent::DrainBegin)?;
-        let result = self.drain_inner(force).await;
-        self.engine_event(EngineEvent::DrainEnd)?;
-        result.map(Some)
     }
 
-    async fn drain_inner(&self, force: bool) -> Result<DrainReport> {
-        let mut report = DrainReport::default();
-        self.drain_loop(force, &mut report).await?;
-        report.remaining = self.engine.borrow().outbox().len();
-        Ok(report)
+    /// For reads: waits for the database to open (reads take no turn otherwise).
+    async fn ready(&self) -> Result<()> {
+        if matches!(*self.phase.borrow(), Phase::Opening) {
+            drop(self.queue.turn().await);
+        }
+        self.check_open()
+    }
+
+    /// Commits `batch` (with any waiting acks, in the same transaction) on the commit number
+    /// memory reflects, then applies it in memory. Resolves `false`, having caught up with the
+    /// change log, when storage moved on: the caller plans again. The caller holds a turn.
+    async fn try_commit(&self, batch: &Batch) -> Result<bool> {
+        self.check_open()?;
+        if batch.is_empty() {
+            return Ok(true);
+        }
+        let acks = std::mem::take(&mut *self.acks.borrow_mut());
+        let result = if acks.is_empty() {
+            self.storage.commit(batch, self.seq.get()).await
+        } else {
+            let mut all = acks.clone();
+            all.merge(batch.clone());
+            self.storage.commit(&all, self.seq.get()).await
+        };
+        match result {
+            Ok(Committed::Done(seq)) => {
+                self.seq.set(seq);
+                self.engine.borrow_mut().apply(batch);
+                self.notify();
+                Ok(true)
+            }
+            Ok(Committed::Stale) => {
+                self.restore_acks(acks);
+                self.catch_up_locked().await?;
+                Ok(false)
+            }
+            Err(e) => {
+                self.restore_acks(acks);
+                Err(e)
+            }
+        }
+    }
+
+    /// Plans with `plan` and commits, planning again after catching up as long as storage moved
+    /// on. `plan` returning `None` means there is nothing to do (any more). The caller holds a
+    /// turn.
+    async fn commit_planned<T>(
+        &self,
+        models: &[String],
+        mut plan: impl FnMut(&Engine) -> Result<Option<(Batch, T)>>,
+    ) -> Result<Option<T>> {
+        for _ in 0..MAX_ATTEMPTS {
+            self.ensure_loaded(models).await?;
+            let Some((batch, out)) = plan(&self.engine.borrow())? else {
+                return Ok(None);
+            };
+            if self.try_commit(&batch).await? {
+                return Ok(Some(out));
+            }
+        }
+        Err(too_busy())
     }
 
     /// Commits the acknowledged pushes that are still waiting (see `acks`). Resolves with whether
     /// there were any.
-    pub async fn flush(&self) -> Result<bool> {
-        let _guard = self.writes.lock().await;
+    pub fn flush(&self) -> impl Future<Output = Result<bool>> + '_ {
+        self.flush_in(self.turn())
+    }
+
+    pub async fn flush_in(&self, turn: Turn) -> Result<bool> {
+        let _turn = turn.await;
         self.flush_acks().await
     }
 
-    /// [`Db::flush`] for a caller that holds the write lock.
+    /// [`Db::flush`] for a caller that holds a turn.
     async fn flush_acks(&self) -> Result<bool> {
         if self.acks.borrow().is_empty() {
             return Ok(false);
         }
         self.check_open()?;
-        let acks = std::mem::take(&mut *self.acks.borrow_mut());
-        if let Err(e) = self.storage.commit(&acks).await {
-            self.restore_acks(acks);
-            return Err(e);
+        for _ in 0..MAX_ATTEMPTS {
+            let acks = std::mem::take(&mut *self.acks.borrow_mut());
+            match self.storage.commit(&acks, self.seq.get()).await {
+                Ok(Committed::Done(seq)) => {
+                    self.seq.set(seq);
+                    return Ok(true);
+                }
+                Ok(Committed::Stale) => {
+                    self.restore_acks(acks);
+                    self.catch_up_locked().await?;
+                }
+                Err(e) => {
+                    self.restore_acks(acks);
+                    return Err(e);
+                }
+            }
         }
-        Ok(true)
+        Err(too_busy())
     }
 
     /// Puts acks whose commit failed back in front of any acknowledged since.
@@ -254,257 +478,87 @@ impl<S: Storage, V: Validator, R: Remote> Db<S, V, R> {
         *self.acks.borrow_mut() = acks;
     }
 
-    async fn drain_loop(&self, force: bool, report: &mut DrainReport) -> Result<()> {
-        let mut tried = std::collections::HashSet::new();
-        loop {
-            if !self.status.borrow().online || self.closed.get() {
-                break;
-            }
-            let head = self.engine.borrow().outbox().first().cloned();
-            let Some(entry) = head else { break };
-            let now = (self.env.now)();
-            if (!force && entry.next_attempt_at > now) || !tried.insert(entry.mutation_id.clone()) {
-                break;
-            }
-            if !self.remote.can_push(&entry.model) {
-                // Written by a model that no longer pushes: nothing can deliver it.
-                break;
-            }
-            let outcome = self.remote.push(&entry).await;
-            let _guard = self.writes.lock().await;
-            if !self
-                .engine
-                .borrow()
-                .outbox()
-                .iter()
-                .any(|e| e.mutation_id == entry.mutation_id)
-            {
-                continue; // discarded while the push was in flight
-            }
-            let now = (self.env.now)();
-            match outcome {
-                PushOutcome::Done => {
-                    let batch = self.engine.borrow().plan_push_done(&entry.mutation_id)?;
-                    self.engine.borrow_mut().apply(&batch);
-                    self.acks.borrow_mut().merge(batch);
-                    if self.acks.borrow().outbox_delete.len() >= ACK_BATCH {
-                        self.flush_acks().await?;
-                    }
-                    let mut status = self.status.borrow_mut();
-                    let m = status.model_mut(&entry.model);
-                    m.last_synced_at = Some(now);
-                    if !m.last_error_is_rejection {
-                        m.last_error = None;
-                    }
-                    report.pushed += 1;
-                }
-                PushOutcome::Retry(msg) => {
-                    let delay = self.backoff.delay(entry.attempts + 1, (self.env.random)());
-                    let batch = self.engine.borrow().plan_push_retry(
-                        &entry.mutation_id,
-                        &msg,
-                        now + delay,
-                    )?;
-                    self.commit(&batch).await?;
-                    self.set_error(&entry.model, msg, false);
-                    report.retried += 1;
-                    self.notify();
-                    break;
-                }
-                PushOutcome::Reject(msg) => {
-                    self.ensure_loaded(std::slice::from_ref(&entry.model))
-                        .await?;
-                    let batch = self.engine.borrow().plan_rollback(&entry.mutation_id)?;
-                    self.commit(&batch).await?;
-                    let action = format!("{:?}", entry.action).to_lowercase();
-                    self.set_error(
-                        &entry.model,
-                        format!("{action} {} rejected: {msg}", entry.mutation_id),
-                        true,
-                    );
-                    report.rejected += 1;
-                }
-            }
-            self.notify();
-        }
-        Ok(())
+    /// Reads what other tabs (or other databases on this storage) committed since this one last
+    /// looked, and refreshes exactly those rows and outbox entries. Resolves with the models
+    /// whose rows changed.
+    pub fn catch_up(&self) -> impl Future<Output = Result<Vec<String>>> + '_ {
+        self.catch_up_in(self.turn())
     }
 
-    fn set_error(&self, model: &str, msg: String, rejection: bool) {
-        let mut status = self.status.borrow_mut();
-        let m = status.model_mut(model);
-        m.last_error = Some(msg);
-        m.last_error_is_rejection = rejection;
+    pub async fn catch_up_in(&self, turn: Turn) -> Result<Vec<String>> {
+        let _turn = turn.await;
+        self.check_open()?;
+        self.catch_up_locked().await
     }
 
-    /// Pulls `sync.query(query)` and merges it (see [`Engine::plan_pull`]); resolves with the
-    /// local rows for `query` afterwards. Invalid remote rows are skipped and reported in the
-    /// model's `lastError`.
-    pub async fn pull(&self, model: &str, query: Option<&Value>) -> Result<Vec<Value>> {
-        let sel = Select::parse(&self.engine.borrow().schema, model, query)?;
-        self.status.borrow_mut().model_mut(model).pulling += 1;
-        self.notify();
-        let result = self.pull_inner(model, query, &sel).await;
-        {
-            let mut status = self.status.borrow_mut();
-            let m = status.model_mut(model);
-            m.pulling -= 1;
-            m.last_error_is_rejection = false;
-            match &result {
-                Ok(skipped) => {
-                    m.last_synced_at = Some((self.env.now)());
-                    m.last_error = skipped.clone();
-                }
-                Err(e) => m.last_error = Some(e.to_string()),
-            }
-        }
-        self.notify();
-        result?;
-        self.select(model, query).await
-    }
-
-    async fn pull_inner(
-        &self,
-        model: &str,
-        query: Option<&Value>,
-        sel: &Select,
-    ) -> Result<Option<String>> {
-        let remote = self.remote.pull(model, query).await.map_err(Error::Sync)?;
-        let has_schema = self.engine.borrow().schema.model(model)?.has_schema;
-        let checked = if has_schema {
-            self.validator.validate_each(model, remote).await
-        } else {
-            remote.into_iter().map(Ok).collect()
-        };
-        let mut rows: Vec<Row> = Vec::with_capacity(checked.len());
-        let mut skipped: Vec<Issue> = Vec::new();
-        for (i, r) in checked.into_iter().enumerate() {
-            match r {
-                Ok(Value::Object(o)) => rows.push(o),
-                Ok(other) => skipped.push(Issue {
-                    path: vec![i.to_string()],
-                    message: format!("not an object: {other}"),
-                }),
-                Err(Error::Validation { issues, .. }) => {
-                    skipped.extend(issues.into_iter().map(|mut is| {
-                        is.path.insert(0, i.to_string());
-                        is
-                    }))
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        let unpaginated = sel.limit.is_none() && sel.offset == 0;
-        let _guard = self.writes.lock().await;
-        self.ensure_loaded(&[model.to_string()]).await?;
-        let batch =
-            self.engine
-                .borrow()
-                .plan_pull(model, rows, unpaginated.then_some(&sel.filter))?;
-        self.commit(&batch).await?;
-        Ok((!skipped.is_empty()).then(|| {
-            let first = &skipped[0];
-            format!(
-                "pull skipped invalid rows from the backend ({} issues; first: {}: {})",
-                skipped.len(),
-                first.path.join("."),
-                first.message
-            )
-        }))
-    }
-
-    /// Drops a pending write and rolls its local change back, as if the backend had rejected it.
-    pub async fn discard_pending(&self, mutation_id: &str) -> Result<()> {
-        let _guard = self.writes.lock().await;
-        let model = self
-            .engine
-            .borrow()
-            .outbox()
-            .iter()
-            .find(|e| e.mutation_id == mutation_id)
-            .map(|e| e.model.clone());
-        let model =
-            model.ok_or_else(|| Error::Sync(format!("no pending mutation {mutation_id}")))?;
-        self.ensure_loaded(&[model]).await?;
-        let batch = self.engine.borrow().plan_rollback(mutation_id)?;
-        self.commit(&batch).await
-    }
-
-    /// Makes a pending write due now (its backoff is cleared); the next drain pushes it.
-    pub async fn retry_pending(&self, mutation_id: &str) -> Result<()> {
-        let _guard = self.writes.lock().await;
-        let batch = self
-            .engine
-            .borrow()
-            .plan_due_now(mutation_id, (self.env.now)())?;
-        self.commit(&batch).await
-    }
-
-    /// Another tab changed rows or the outbox. Models in `unload` are forgotten (read again when
-    /// next needed); for each `(model, keys)` in `refresh`, just those rows are read again from
-    /// storage (a row that is gone there is dropped). The outbox is always re-read, and the rows of
-    /// entries this tab did not know yet are read again too, so rows are never behind the pending
-    /// writes the status shows (the announcements of those writes may still be on their way).
-    pub async fn reload(&self, unload: &[String], refresh: &[(String, Vec<Value>)]) -> Result<()> {
-        let _guard = self.writes.lock().await;
-        // This tab's own acknowledged pushes go to storage first, or re-reading would revive them.
-        self.flush_acks().await?;
-        // A load still reading may hold rows older than the change: let it finish first.
+    /// [`Db::catch_up`] for a caller that holds a turn.
+    async fn catch_up_locked(&self) -> Result<Vec<String>> {
+        // A load still reading may hold rows older than the changes: let it finish first.
         let _loading = self.loading.lock().await;
-        for m in unload {
-            self.engine.borrow_mut().unload(m);
-        }
-        let entries = self.storage.load_outbox().await?;
-        // (model, keys) to read again; models are few, so a list.
-        let mut wanted: Vec<(String, Vec<Key>)> = Vec::new();
-        let mut want = |model: &str, keys: &mut dyn Iterator<Item = Key>| match wanted
-            .iter_mut()
-            .find(|(m, _)| m == model)
-        {
-            Some((_, have)) => have.extend(keys),
-            None => wanted.push((model.to_string(), keys.collect())),
-        };
-        for (m, keys) in refresh {
-            want(m, &mut keys.iter().filter_map(Key::from_value));
-        }
-        {
-            // Both lists are sorted by mutation id.
-            let engine = self.engine.borrow();
-            let known = engine.outbox();
-            for e in &entries {
-                let id = &e.mutation_id;
-                if known.binary_search_by(|k| k.mutation_id.cmp(id)).is_err() {
-                    want(
-                        &e.model,
-                        &mut e.before.iter().filter_map(|b| Key::from_value(&b.key)),
-                    );
+        let changes = self.storage.changes_since(self.seq.get()).await?;
+        let mut changed: Vec<String> = Vec::new();
+        if !changes.complete {
+            // Too far behind (or storage replaced): read everything again.
+            let (entries, seq) = self.storage.load_outbox().await?;
+            let entries = self.keep_readable(entries);
+            let mut engine = self.engine.borrow_mut();
+            engine.unload_all();
+            engine.set_outbox(entries);
+            changed.extend(engine.schema.models.keys().cloned());
+            drop(engine);
+            self.seq.set(seq);
+        } else {
+            for (store, keys) in &changes.stores {
+                if store == OUTBOX_STORE {
+                    match keys {
+                        None => {
+                            let (entries, _) = self.storage.load_outbox().await?;
+                            let entries = self.keep_readable(entries);
+                            self.engine.borrow_mut().set_outbox(entries);
+                        }
+                        Some(ids) => {
+                            let ids: Vec<String> = ids
+                                .iter()
+                                .filter_map(|v| v.as_str().map(str::to_string))
+                                .collect();
+                            let entries = self.storage.load_outbox_entries(&ids).await?;
+                            let entries = self.keep_readable(entries);
+                            self.engine.borrow_mut().refresh_outbox(&ids, entries);
+                        }
+                    }
+                    continue;
+                }
+                let Ok(def) = self.engine.borrow().schema.model(store).cloned() else {
+                    continue; // a model this database does not know
+                };
+                changed.push(def.name.clone());
+                if !self.engine.borrow().is_loaded(store) {
+                    continue; // the next read goes to storage anyway
+                }
+                match keys {
+                    None => self.engine.borrow_mut().unload(store),
+                    Some(keys) => {
+                        let mut keys: Vec<Key> = keys.iter().filter_map(Key::from_value).collect();
+                        keys.sort();
+                        keys.dedup();
+                        let rows = self
+                            .storage
+                            .load_matching(&def, &def.primary_key, &keys)
+                            .await?;
+                        let rows = self.keep_readable(rows);
+                        self.engine.borrow_mut().refresh(store, &keys, rows)?;
+                    }
                 }
             }
+            self.seq.set(changes.seq);
         }
-        for (m, mut keys) in wanted {
-            if !self.engine.borrow().is_loaded(&m) {
-                continue; // the next read goes to storage anyway
-            }
-            keys.sort();
-            keys.dedup();
-            let def = self.engine.borrow().schema.model(&m)?.clone();
-            let rows = self
-                .storage
-                .load_matching(&def, &def.primary_key, &keys)
-                .await?;
-            self.engine.borrow_mut().refresh(&m, &keys, rows)?;
+        // This tab's own acknowledged pushes are not in storage's view yet: keep them applied.
+        let acks = self.acks.borrow().clone();
+        if !acks.is_empty() {
+            self.engine.borrow_mut().apply(&acks);
         }
-        self.engine.borrow_mut().set_outbox(entries);
         self.notify();
-        Ok(())
-    }
-
-    fn check_open(&self) -> Result<()> {
-        if self.closed.get() {
-            Err(Error::Closed)
-        } else {
-            Ok(())
-        }
+        Ok(changed)
     }
 
     pub fn schema(&self) -> Schema {
@@ -538,6 +592,7 @@ impl<S: Storage, V: Validator, R: Remote> Db<S, V, R> {
             let def = self.engine.borrow().schema.model(m)?.clone();
             // Every load holds this lock, so nothing else loads the model meanwhile.
             let rows = self.storage.load(&def).await?;
+            let rows = self.keep_readable(rows);
             self.engine.borrow_mut().load(m, rows)?;
         }
         Ok(())
@@ -552,6 +607,7 @@ impl<S: Storage, V: Validator, R: Remote> Db<S, V, R> {
     /// storage (see `read_narrow`), so later reads run from memory.
     pub async fn load(&self, model: &str) -> Result<()> {
         self.engine.borrow().schema.model(model)?;
+        self.ready().await?;
         self.ensure_loaded(&[model.to_string()]).await
     }
 
@@ -559,7 +615,6 @@ impl<S: Storage, V: Validator, R: Remote> Db<S, V, R> {
     /// rows that can match, read from storage. Storage holds every committed write, so these
     /// answer what the loaded model would. `None` when the model must be loaded instead.
     async fn read_narrow(&self, model: &str, filter: &Filter) -> Result<Option<Vec<Row>>> {
-        self.check_open()?;
         if self.engine.borrow().is_loaded(model) {
             return Ok(None);
         }
@@ -567,14 +622,13 @@ impl<S: Storage, V: Validator, R: Remote> Db<S, V, R> {
             return Ok(None);
         };
         let def = self.engine.borrow().schema.model(model)?.clone();
-        self.storage
-            .load_matching(&def, &field, &keys)
-            .await
-            .map(Some)
+        let rows = self.storage.load_matching(&def, &field, &keys).await?;
+        Ok(Some(self.keep_readable(rows)))
     }
 
     pub async fn select(&self, model: &str, query: Option<&Value>) -> Result<Vec<Value>> {
         let sel = Select::parse(&self.engine.borrow().schema, model, query)?;
+        self.ready().await?;
         if sel.relations.is_empty() {
             if let Some(rows) = self.read_narrow(model, &sel.filter).await? {
                 return self.engine.borrow().select_from(&sel, rows);
@@ -593,6 +647,7 @@ impl<S: Storage, V: Validator, R: Remote> Db<S, V, R> {
 
     pub async fn count(&self, model: &str, where_: Option<&Value>) -> Result<usize> {
         let filter = self.filter(model, where_)?;
+        self.ready().await?;
         if let Some(rows) = self.read_narrow(model, &filter).await? {
             return Ok(rows.iter().filter(|r| filter.matches(r)).count());
         }
@@ -609,6 +664,7 @@ impl<S: Storage, V: Validator, R: Remote> Db<S, V, R> {
             .model(model)?
             .primary_key
             .clone();
+        self.ready().await?;
         let filter = Filter::Field(pk, Op::Eq(key.to_value()));
         if let Some(rows) = self.read_narrow(model, &filter).await? {
             return Ok(rows.into_iter().next().map(Value::Object));
@@ -633,27 +689,52 @@ impl<S: Storage, V: Validator, R: Remote> Db<S, V, R> {
         Ok(out)
     }
 
-    pub async fn insert(
+    pub fn insert<'a>(
+        &'a self,
+        model: &'a str,
+        values: &'a Value,
+        returning: Option<&'a Value>,
+    ) -> impl Future<Output = Result<Vec<Value>>> + 'a {
+        self.insert_in(self.turn(), model, values, returning)
+    }
+
+    pub async fn insert_in(
         &self,
+        turn: Turn,
         model: &str,
         values: &Value,
         returning: Option<&Value>,
     ) -> Result<Vec<Value>> {
         let ret = self.engine.borrow().parse_returning(model, returning)?;
-        let _guard = self.writes.lock().await;
-        self.ensure_loaded(&Engine::returning_models(&ret)).await?;
-        let rows = self.engine.borrow().prepare_insert(model, values)?;
-        let rows = self.validate(model, rows).await?;
-        let (batch, affected) = self
-            .engine
-            .borrow()
-            .build_insert(model, rows, (self.env.now)())?;
-        self.commit(&batch).await?;
-        self.engine.borrow().returning(&ret, &affected)
+        let _turn = turn.await;
+        self.check_open()?;
+        let models = Engine::returning_models(&ret);
+        for _ in 0..MAX_ATTEMPTS {
+            self.ensure_loaded(&models).await?;
+            let now = (self.env.now)();
+            let rows = self.engine.borrow().prepare_insert(model, values, now)?;
+            let rows = self.validate(model, rows).await?;
+            let (batch, affected) = self.engine.borrow().build_insert(model, rows, now)?;
+            if self.try_commit(&batch).await? {
+                return self.engine.borrow().returning(&ret, &affected);
+            }
+        }
+        Err(too_busy())
     }
 
-    pub async fn update(
+    pub fn update<'a>(
+        &'a self,
+        model: &'a str,
+        where_: Option<&'a Value>,
+        values: &'a Value,
+        returning: Option<&'a Value>,
+    ) -> impl Future<Output = Result<Vec<Value>>> + 'a {
+        self.update_in(self.turn(), model, where_, values, returning)
+    }
+
+    pub async fn update_in(
         &self,
+        turn: Turn,
         model: &str,
         where_: Option<&Value>,
         values: &Value,
@@ -661,34 +742,54 @@ impl<S: Storage, V: Validator, R: Remote> Db<S, V, R> {
     ) -> Result<Vec<Value>> {
         let filter = self.required_filter(model, where_, "update")?;
         let ret = self.engine.borrow().parse_returning(model, returning)?;
-        let _guard = self.writes.lock().await;
-        self.ensure_loaded(&Engine::returning_models(&ret)).await?;
-        let rows = self.engine.borrow().plan_update(model, &filter, values)?;
-        let rows = self.validate(model, rows).await?;
-        let (batch, affected) =
-            self.engine
+        let _turn = turn.await;
+        self.check_open()?;
+        let models = Engine::returning_models(&ret);
+        for _ in 0..MAX_ATTEMPTS {
+            self.ensure_loaded(&models).await?;
+            let rows = self.engine.borrow().plan_update(model, &filter, values)?;
+            let rows = self.validate(model, rows).await?;
+            let now = (self.env.now)();
+            let (batch, affected) = self
+                .engine
                 .borrow()
-                .build_update(model, rows, values, (self.env.now)())?;
-        self.commit(&batch).await?;
-        self.engine.borrow().returning(&ret, &affected)
+                .build_update(model, rows, values, now)?;
+            if self.try_commit(&batch).await? {
+                return self.engine.borrow().returning(&ret, &affected);
+            }
+        }
+        Err(too_busy())
     }
 
-    pub async fn delete(
+    pub fn delete<'a>(
+        &'a self,
+        model: &'a str,
+        where_: Option<&'a Value>,
+        returning: Option<&'a Value>,
+    ) -> impl Future<Output = Result<Vec<Value>>> + 'a {
+        self.delete_in(self.turn(), model, where_, returning)
+    }
+
+    pub async fn delete_in(
         &self,
+        turn: Turn,
         model: &str,
         where_: Option<&Value>,
         returning: Option<&Value>,
     ) -> Result<Vec<Value>> {
         let filter = self.required_filter(model, where_, "delete")?;
         let ret = self.engine.borrow().parse_returning(model, returning)?;
-        let _guard = self.writes.lock().await;
-        self.ensure_loaded(&Engine::returning_models(&ret)).await?;
-        let rows = self.engine.borrow().plan_delete(model, &filter)?;
-        let batch = self
-            .engine
-            .borrow()
-            .build_delete(model, &rows, (self.env.now)())?;
-        self.commit(&batch).await?;
+        let _turn = turn.await;
+        self.check_open()?;
+        let now = (self.env.now)();
+        let rows = self
+            .commit_planned(&Engine::returning_models(&ret), |engine| {
+                let rows = engine.plan_delete(model, &filter)?;
+                let batch = engine.build_delete(model, &rows, now)?;
+                Ok(Some((batch, rows)))
+            })
+            .await?
+            .unwrap_or_default();
         self.engine.borrow().returning(&ret, &rows)
     }
 
@@ -703,48 +804,62 @@ impl<S: Storage, V: Validator, R: Remote> Db<S, V, R> {
         }
     }
 
-    /// Commits `batch` (with any waiting acks, in the same transaction), then applies it in
-    /// memory. The caller holds the write lock.
-    async fn commit(&self, batch: &Batch) -> Result<()> {
-        self.check_open()?;
-        if batch.is_empty() {
-            return Ok(());
-        }
-        let acks = std::mem::take(&mut *self.acks.borrow_mut());
-        let result = if acks.is_empty() {
-            self.storage.commit(batch).await
-        } else {
-            let mut all = acks.clone();
-            all.merge(batch.clone());
-            self.storage.commit(&all).await
-        };
-        if let Err(e) = result {
-            self.restore_acks(acks);
-            return Err(e);
-        }
-        self.engine.borrow_mut().apply(batch);
-        self.notify();
-        Ok(())
-    }
-
     /// Pending outbox entries, oldest first.
     pub fn pending(&self) -> Result<Vec<OutboxEntry>> {
-        self.check_open()?;
+        if self.closing.get() {
+            return Err(Error::Closed);
+        }
         Ok(self.engine.borrow().outbox().to_vec())
     }
 
-    /// Closes the database: calls made from now on fail with [`Error::Closed`]; the waiting
-    /// acks are committed (best effort: if that fails, those entries are only sent again) and
-    /// the storage connection is released once the write in progress, if any, has finished.
+    /// Closes the database: calls made from now on fail with [`Error::Closed`]; calls made
+    /// before run first, then the waiting acks are committed (best effort: if that fails, those
+    /// entries are only sent again) and the storage connection is released.
     pub async fn close(&self) {
-        if self.closed.replace(true) {
-            return;
+        let turn = self.turn();
+        if self.begin_close() {
+            self.finish_close(turn).await;
         }
-        let _guard = self.writes.lock().await;
-        let acks = std::mem::take(&mut *self.acks.borrow_mut());
-        if !acks.is_empty() {
-            let _ = self.storage.commit(&acks).await;
+    }
+
+    /// The synchronous half of [`Db::close`]: from now on calls are refused. Returns whether
+    /// this was the first request to close.
+    pub fn begin_close(&self) -> bool {
+        !self.closing.replace(true)
+    }
+
+    /// Whether `close()` was called (calls made now are refused).
+    pub fn is_closing(&self) -> bool {
+        self.closing.get()
+    }
+
+    /// The rest of [`Db::close`], in `turn` (taken when close was called).
+    pub async fn finish_close(&self, turn: Turn) {
+        let _turn = turn.await;
+        if matches!(*self.phase.borrow(), Phase::Open) {
+            let _ = self.flush_acks().await;
+        }
+        *self.phase.borrow_mut() = Phase::Closed;
+        self.storage.close();
+    }
+
+    /// Gives up on this database at once, without waiting for anything (its engine failed):
+    /// every call from now on fails with [`Error::Closed`] and storage is released.
+    pub fn abandon(&self) {
+        self.closing.set(true);
+        if let Ok(mut phase) = self.phase.try_borrow_mut() {
+            *phase = Phase::Closed;
         }
         self.storage.close();
     }
 }
+
+fn too_busy() -> Error {
+    Error::storage(format!(
+        "gave up after {MAX_ATTEMPTS} attempts: other tabs kept changing the same data"
+    ))
+}
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+#[path = "db_tests.rs"]
+mod tests;

@@ -5,6 +5,8 @@
 //! them into a [`Batch`], and after the storage commits it, [`Engine::apply`] updates memory.
 
 use super::batch::{Batch, RowOp};
+use super::ids::{IdGen, RandomSource};
+use super::limits::{too_deep_path, MAX_DEPTH};
 use super::outbox::{Action, Before, OutboxEntry};
 use super::query::{parse_fields, parse_relations, run, Filter, Op, Select};
 use super::relations::{materialize, Tables};
@@ -12,8 +14,9 @@ use super::schema::{ModelDef, Schema};
 use super::sync;
 use super::table::Table;
 use super::value::{Key, Row};
-use crate::error::{Error, Result};
+use crate::error::{Error, Issue, Result};
 use serde_json::{json, Value};
+use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::rc::Rc;
 
@@ -22,6 +25,8 @@ pub struct Engine {
     tables: Tables,
     /// Pending outbox entries, oldest first (mirrors the storage's outbox store).
     outbox: Vec<OutboxEntry>,
+    /// Mutation ids and generated primary keys (interior mutability keeps planning `&self`).
+    ids: RefCell<IdGen>,
 }
 
 /// What a write returns: `returning: { fields, relations }` parsed up front, so a bad option fails
@@ -35,13 +40,41 @@ impl Engine {
             schema,
             tables: HashMap::new(),
             outbox: Vec::new(),
+            ids: RefCell::new(IdGen::default()),
         }
+    }
+
+    /// Where new ids take their random bits from.
+    pub fn set_random(&mut self, random: RandomSource) {
+        self.ids = RefCell::new(IdGen::new(random));
     }
 
     /// Replaces the in-memory outbox with what storage holds.
     pub fn set_outbox(&mut self, mut entries: Vec<OutboxEntry>) {
         entries.sort_by(|a, b| a.mutation_id.cmp(&b.mutation_id));
         self.outbox = entries;
+    }
+
+    /// Replaces the outbox entries with these ids by `entries` (what storage holds for them now;
+    /// an id without an entry there is removed).
+    pub fn refresh_outbox(&mut self, ids: &[String], entries: Vec<OutboxEntry>) {
+        let gone: HashSet<&str> = ids.iter().map(String::as_str).collect();
+        self.outbox
+            .retain(|e| !gone.contains(e.mutation_id.as_str()));
+        for e in entries {
+            match self
+                .outbox
+                .binary_search_by(|x| x.mutation_id.cmp(&e.mutation_id))
+            {
+                Ok(i) => self.outbox[i] = e,
+                Err(i) => self.outbox.insert(i, e),
+            }
+        }
+    }
+
+    /// Forgets every loaded model (they are read again when next needed).
+    pub fn unload_all(&mut self) {
+        self.tables.clear();
     }
 
     pub fn outbox(&self) -> &[OutboxEntry] {
@@ -68,8 +101,10 @@ impl Engine {
             table.remove(k);
         }
         for row in rows {
-            let key = row_key(&def, &row)?;
-            table.put(key, Rc::new(row));
+            // A row storage holds under a key the model cannot read is not the engine's to keep.
+            if let Ok(key) = row_key(&def, &row) {
+                table.put(key, Rc::new(row));
+            }
         }
         Ok(())
     }
@@ -225,7 +260,7 @@ impl Engine {
 
     /// Normalizes insert `values` (a row or an array of rows) and fills missing primary keys with
     /// UUIDv7 strings.
-    pub fn prepare_insert(&self, model: &str, values: &Value) -> Result<Vec<Value>> {
+    pub fn prepare_insert(&self, model: &str, values: &Value, now: f64) -> Result<Vec<Value>> {
         let def = self.schema.model(model)?;
         let items: Vec<&Value> = match values {
             Value::Array(a) => a.iter().collect(),
@@ -248,7 +283,7 @@ impl Engine {
                 if o.get(&def.primary_key).is_none_or(Value::is_null) {
                     o.insert(
                         def.primary_key.clone(),
-                        Value::String(uuid::Uuid::now_v7().to_string()),
+                        Value::String(self.ids.borrow_mut().next(now, None)),
                     );
                 }
                 Ok(Value::Object(o))
@@ -289,15 +324,19 @@ impl Engine {
         Ok(self.matching(model, filter)?.into_iter().cloned().collect())
     }
 
+    /// A new outbox entry. Its id sorts after every entry in the outbox, so it is pushed after
+    /// them (see [`crate::core::ids`]).
     fn outbox_entry(
+        &self,
         def: &ModelDef,
         action: Action,
         query: Value,
         before: Vec<Before>,
         now: f64,
     ) -> OutboxEntry {
+        let floor = self.outbox.last().map(|e| e.mutation_id.as_str());
         OutboxEntry {
-            mutation_id: uuid::Uuid::now_v7().to_string(),
+            mutation_id: self.ids.borrow_mut().next(now, floor),
             model: def.name.clone(),
             action,
             query,
@@ -332,7 +371,7 @@ impl Engine {
             }
             let row = Rc::new(row);
             affected.push(row.clone());
-            batch.rows.push(RowOp::Put {
+            batch.rows.push(RowOp::Insert {
                 model: model.to_string(),
                 key,
                 row,
@@ -350,7 +389,7 @@ impl Engine {
                     row: None,
                 })
                 .collect();
-            batch.outbox_put.push(Self::outbox_entry(
+            batch.outbox_put.push(self.outbox_entry(
                 def,
                 Action::Insert,
                 json!({ "values": values }),
@@ -400,7 +439,7 @@ impl Engine {
                 json!({ "where": { def.primary_key.clone(): { "in": keys } }, "values": patch });
             batch
                 .outbox_put
-                .push(Self::outbox_entry(def, Action::Update, query, before, now));
+                .push(self.outbox_entry(def, Action::Update, query, before, now));
         }
         Ok((batch, affected))
     }
@@ -425,7 +464,7 @@ impl Engine {
             let query = json!({ "where": { def.primary_key.clone(): { "in": keys } } });
             batch
                 .outbox_put
-                .push(Self::outbox_entry(def, Action::Delete, query, before, now));
+                .push(self.outbox_entry(def, Action::Delete, query, before, now));
         }
         Ok(batch)
     }
@@ -444,16 +483,13 @@ impl Engine {
             }
         }
         for op in &batch.rows {
-            match op {
-                RowOp::Put { model, key, row } => {
-                    if let Some(t) = self.tables.get_mut(model) {
-                        t.put(key.clone(), row.clone());
-                    }
-                }
-                RowOp::Delete { model, key } => {
-                    if let Some(t) = self.tables.get_mut(model) {
-                        t.remove(key);
-                    }
+            let Some(t) = self.tables.get_mut(op.model()) else {
+                continue;
+            };
+            match op.row() {
+                Some(row) => t.put(op.key().clone(), row.clone()),
+                None => {
+                    t.remove(op.key());
                 }
             }
         }
@@ -582,24 +618,23 @@ impl Engine {
     }
 
     /// Merges rows pulled from the backend. Rows without pending writes take the remote version;
-    /// rows with pending writes take it as their new base with the writes replayed on top. With
-    /// `deletions` (an unpaginated query's filter), local rows matching it that the backend did
-    /// not return and that have no pending writes are deleted.
-    pub fn plan_pull(
-        &self,
-        model: &str,
-        remote: Vec<Row>,
-        deletions: Option<&Filter>,
-    ) -> Result<Batch> {
+    /// rows with pending writes take it as their new base with the writes replayed on top. A
+    /// row without a usable primary key is skipped and reported (its index in `remote`, why).
+    pub fn plan_pull(&self, model: &str, remote: Vec<(usize, Row)>) -> Result<(Batch, PullPlan)> {
         let def = self.schema.model(model)?;
         let table = self.table(model)?;
         let mut batch = Batch::default();
-        let mut seen = HashSet::new();
+        let mut plan = PullPlan::default();
         let index = self.touch_index(model);
-        for (i, row) in remote.into_iter().enumerate() {
-            let key =
-                row_key(def, &row).map_err(|e| Error::Sync(format!("pulled row {i}: {e}")))?;
-            seen.insert(key.clone());
+        for (i, row) in remote {
+            let key = match row_key(def, &row) {
+                Ok(k) => k,
+                Err(e) => {
+                    plan.skipped.push(pull_issue(i, e));
+                    continue;
+                }
+            };
+            plan.seen.push(key.clone());
             let touching = index.get(&key).map_or(&[][..], Vec::as_slice);
             if touching.is_empty() {
                 if table.get(&key).is_none_or(|r| **r != row) {
@@ -615,18 +650,52 @@ impl Engine {
             rebase_in(&mut batch.outbox_put, touching[0], &key, Some(row));
             batch.rows.push(row_op(model, key, local));
         }
-        if let Some(filter) = deletions {
-            for r in table.iter().filter(|r| filter.matches(r)) {
-                let key = row_key(def, r)?;
-                if !seen.contains(&key) && !index.contains_key(&key) {
-                    batch.rows.push(RowOp::Delete {
-                        model: model.to_string(),
-                        key,
-                    });
-                }
+        Ok((batch, plan))
+    }
+
+    /// After an unpaginated pull: deletes the local rows matching `filter` that the backend did
+    /// not return (`seen`) and that have no pending writes.
+    pub fn plan_pull_deletions(
+        &self,
+        model: &str,
+        filter: &Filter,
+        seen: &HashSet<Key>,
+    ) -> Result<Batch> {
+        let def = self.schema.model(model)?;
+        let index = self.touch_index(model);
+        let mut batch = Batch::default();
+        for r in self.table(model)?.iter().filter(|r| filter.matches(r)) {
+            let key = row_key(def, r)?;
+            if !seen.contains(&key) && !index.contains_key(&key) {
+                batch.rows.push(RowOp::Delete {
+                    model: model.to_string(),
+                    key,
+                });
             }
         }
         Ok(batch)
+    }
+}
+
+/// What a pull's merge saw: the keys the backend returned, and the rows it skipped.
+#[derive(Debug, Default)]
+pub struct PullPlan {
+    pub seen: Vec<Key>,
+    pub skipped: Vec<Issue>,
+}
+
+/// A validation error about pulled row `i`, its paths prefixed with the row's index.
+pub fn pull_issue(i: usize, e: Error) -> Issue {
+    match e {
+        Error::Validation { mut issues, .. } if !issues.is_empty() => {
+            let mut first = issues.swap_remove(0);
+            first.path.insert(0, i.to_string());
+            first
+        }
+        other => Issue {
+            path: vec![i.to_string()],
+            message: other.to_string(),
+        },
     }
 }
 
@@ -661,6 +730,15 @@ fn row_op(model: &str, key: Key, row: Option<Row>) -> RowOp {
 }
 
 fn into_row(def: &ModelDef, i: usize, v: Value) -> Result<Row> {
+    if let Some(path) = too_deep_path(&v, MAX_DEPTH) {
+        return Err(Error::Validation {
+            model: def.name.clone(),
+            issues: vec![Issue {
+                path: std::iter::once(i.to_string()).chain(path).collect(),
+                message: format!("nested deeper than {MAX_DEPTH} levels"),
+            }],
+        });
+    }
     match v {
         Value::Object(o) => Ok(o),
         other => Err(Error::Validation {
@@ -689,6 +767,7 @@ fn op_keys(op: &Op) -> Option<Vec<Key>> {
     match op {
         Op::Eq(v) => Key::from_value(v).map(|k| vec![k]),
         Op::In(vs) => vs
+            .values
             .iter()
             .map(Key::from_value)
             .collect::<Option<Vec<_>>>()

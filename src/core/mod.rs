@@ -4,9 +4,12 @@
 pub mod batch;
 pub mod db;
 pub mod engine;
+pub mod ids;
+pub mod limits;
 pub mod outbox;
 pub mod pattern;
 pub mod query;
+pub mod queue;
 pub mod relations;
 pub mod retry;
 pub mod schema;

@@ -5,6 +5,9 @@ use super::value::Row;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+/// Name of the outbox store (and of the outbox in change log records).
+pub const OUTBOX_STORE: &str = "_pendingSync";
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum Action {

@@ -2,13 +2,17 @@
 //!
 //! `like` is SQL LIKE over Unicode scalar values: `%` matches any run (possibly empty), `_` exactly
 //! one character, and `\` escapes the next character (`\%`, `\_`, `\\`). The whole value must
-//! match. Matching never backtracks recursively: the pattern is split at `%` into segments, and
-//! each segment is matched at its leftmost possible position, which is correct for glob-style
-//! patterns. The worst case is O(value × pattern); there is no exponential input.
+//! match. Matching never backtracks: the pattern is split at `%` into segments, and each segment
+//! is found at its leftmost possible position (correct for glob-style patterns) by a bit-parallel
+//! Shift-And scan. The whole match is one pass over the value with `pattern / 64` word
+//! operations per character: linear in the value for any pattern up to
+//! [`crate::core::limits::MAX_PATTERN`] characters.
 //!
 //! `ilike` folds both sides with a one-to-one lowercase mapping first. `fzlike` is a fuzzy match:
 //! after lowercasing and stripping accents (combining marks, Latin-1 and Latin Extended-A letters)
 //! the pattern's characters, whitespace ignored, must appear in order in the value. O(value).
+
+use std::collections::HashMap;
 
 #[derive(Clone, Debug, PartialEq)]
 enum Tok {
@@ -16,11 +20,76 @@ enum Tok {
     One,
 }
 
+/// One run of the pattern between `%` signs, with what a bit-parallel search needs: for each
+/// literal character, the positions where it may appear (`masks`), and the `_` positions (`any`).
+#[derive(Clone, Debug)]
+struct Segment {
+    toks: Vec<Tok>,
+    masks: HashMap<char, Vec<u64>>,
+    any: Vec<u64>,
+}
+
+impl Segment {
+    fn new(toks: Vec<Tok>) -> Self {
+        let words = toks.len().div_ceil(64).max(1);
+        let mut masks: HashMap<char, Vec<u64>> = HashMap::new();
+        let mut any = vec![0u64; words];
+        for (i, t) in toks.iter().enumerate() {
+            let (w, bit) = (i / 64, 1u64 << (i % 64));
+            match t {
+                Tok::One => any[w] |= bit,
+                Tok::Lit(c) => masks.entry(*c).or_insert_with(|| vec![0; words])[w] |= bit,
+            }
+        }
+        Segment { toks, masks, any }
+    }
+
+    fn len(&self) -> usize {
+        self.toks.len()
+    }
+
+    /// Whether the segment matches `text` at `at`.
+    fn matches_at(&self, text: &[char], at: usize) -> bool {
+        at + self.len() <= text.len()
+            && self.toks.iter().zip(&text[at..]).all(|(t, c)| match t {
+                Tok::One => true,
+                Tok::Lit(l) => l == c,
+            })
+    }
+
+    /// The leftmost position in `text[from..to]` where the whole segment matches. Shift-And over
+    /// the segment's bit masks: one pass over the text, `len / 64` word operations per character,
+    /// whatever the input (no backtracking).
+    fn find(&self, text: &[char], from: usize, to: usize) -> Option<usize> {
+        let m = self.len();
+        if m == 0 {
+            return Some(from);
+        }
+        let words = self.any.len();
+        let last = (m - 1) / 64;
+        let last_bit = 1u64 << ((m - 1) % 64);
+        let mut state = vec![0u64; words];
+        for (i, c) in text.iter().enumerate().take(to).skip(from) {
+            let mask = self.masks.get(c);
+            let mut carry = 1u64; // a match may start at every position
+            for (w, s) in state.iter_mut().enumerate() {
+                let shifted = (*s << 1) | carry;
+                carry = *s >> 63;
+                *s = shifted & (self.any[w] | mask.map_or(0, |m| m[w]));
+            }
+            if state[last] & last_bit != 0 {
+                return Some(i + 1 - m);
+            }
+        }
+        None
+    }
+}
+
 /// A compiled LIKE pattern.
 #[derive(Clone, Debug)]
 pub struct LikePattern {
     /// Segments between `%` signs.
-    segments: Vec<Vec<Tok>>,
+    segments: Vec<Segment>,
     /// Whether the pattern starts / ends with `%`.
     open_start: bool,
     open_end: bool,
@@ -37,39 +106,32 @@ fn fold_case(c: char) -> char {
 
 impl LikePattern {
     pub fn new(pattern: &str, case_insensitive: bool) -> Self {
-        let mut segments = vec![Vec::new()];
+        let mut segments: Vec<Vec<Tok>> = vec![Vec::new()];
         let mut chars = pattern.chars();
         let mut open_start = false;
         let mut open_end = false;
         let mut first = true;
+        let lit = |c: char| Tok::Lit(if case_insensitive { fold_case(c) } else { c });
         while let Some(c) = chars.next() {
             open_end = false;
-            match c {
+            let tok = match c {
                 '%' => {
                     if first {
                         open_start = true;
-                    } else if !segments.last().is_some_and(Vec::is_empty) {
+                    } else if segments.last().is_some_and(|s| !s.is_empty()) {
                         segments.push(Vec::new());
                     }
                     open_end = true;
+                    first = false;
+                    continue;
                 }
-                '_' => segments.last_mut().unwrap().push(Tok::One),
-                '\\' => {
-                    // A trailing backslash stands for itself.
-                    let lit = chars.next().unwrap_or('\\');
-                    segments
-                        .last_mut()
-                        .unwrap()
-                        .push(Tok::Lit(if case_insensitive {
-                            fold_case(lit)
-                        } else {
-                            lit
-                        }));
-                }
-                c => segments
-                    .last_mut()
-                    .unwrap()
-                    .push(Tok::Lit(if case_insensitive { fold_case(c) } else { c })),
+                '_' => Tok::One,
+                // A trailing backslash stands for itself.
+                '\\' => lit(chars.next().unwrap_or('\\')),
+                c => lit(c),
+            };
+            if let Some(seg) = segments.last_mut() {
+                seg.push(tok);
             }
             first = false;
         }
@@ -77,7 +139,7 @@ impl LikePattern {
             segments.pop();
         }
         LikePattern {
-            segments,
+            segments: segments.into_iter().map(Segment::new).collect(),
             open_start,
             open_end,
             fold: case_insensitive,
@@ -94,25 +156,18 @@ impl LikePattern {
     }
 
     fn matches_chars(&self, text: &[char]) -> bool {
-        let seg_at = |seg: &[Tok], at: usize| -> bool {
-            at + seg.len() <= text.len()
-                && seg.iter().zip(&text[at..]).all(|(t, c)| match t {
-                    Tok::One => true,
-                    Tok::Lit(l) => l == c,
-                })
-        };
         let n = self.segments.len();
         // No `%` at all: exact length match.
         if !self.open_start && !self.open_end && n == 1 {
             let seg = &self.segments[0];
-            return seg.len() == text.len() && seg_at(seg, 0);
+            return seg.len() == text.len() && seg.matches_at(text, 0);
         }
         let mut pos = 0;
         let mut lo = 0;
         let mut hi = n;
         if !self.open_start {
             let first = &self.segments[0];
-            if !seg_at(first, 0) {
+            if !first.matches_at(text, 0) {
                 return false;
             }
             pos = first.len();
@@ -121,26 +176,16 @@ impl LikePattern {
         let mut end = text.len();
         if !self.open_end && hi > lo {
             let last = &self.segments[n - 1];
-            if last.len() > end - pos || !seg_at(last, end - last.len()) {
+            if last.len() > end - pos || !last.matches_at(text, end - last.len()) {
                 return false;
             }
             end -= last.len();
             hi -= 1;
         }
+        // Each middle segment at its leftmost place after the previous one: correct for `%`
+        // patterns, and the scans never overlap, so the whole match is one pass.
         for seg in &self.segments[lo..hi] {
-            if seg.is_empty() {
-                continue;
-            }
-            let mut found = None;
-            let mut at = pos;
-            while at + seg.len() <= end {
-                if seg_at(seg, at) {
-                    found = Some(at);
-                    break;
-                }
-                at += 1;
-            }
-            match found {
+            match seg.find(text, pos, end) {
                 Some(at) => pos = at + seg.len(),
                 None => return false,
             }

@@ -3,12 +3,14 @@
 //! Parsing does all the checking (unknown field, relation or operator; operand of the wrong type),
 //! so evaluation cannot fail and a bad query is rejected before anything is read or written.
 
+use super::limits::{self, MAX_CONDITIONS, MAX_DEPTH, MAX_LIST, MAX_PATTERN};
 use super::pattern::{FuzzyPattern, LikePattern};
 use super::schema::{ModelDef, RelationDef, Schema};
-use super::value::{compare, loose_eq, sort_cmp, Row};
+use super::value::{compare, loose_eq, sort_cmp, Key, Row};
 use crate::error::{Error, Result};
 use serde_json::Value;
 use std::cmp::Ordering;
+use std::collections::HashSet;
 
 /// The operators a field condition may use.
 pub const OPERATORS: &[&str] = &[
@@ -25,10 +27,54 @@ pub enum Op {
     Gte(Value),
     Lt(Value),
     Lte(Value),
-    In(Vec<Value>),
-    Nin(Vec<Value>),
+    In(ValueSet),
+    Nin(ValueSet),
     Like(LikePattern),
     Fuzzy(FuzzyPattern),
+}
+
+/// The operand list of `in` / `nin`: strings and numbers hashed (by value, so `1` and `1.0` are
+/// one entry), booleans as flags, arrays and objects compared one by one (rare). A lookup costs
+/// O(1) for a scalar, whatever the list's length.
+#[derive(Clone, Debug, Default)]
+pub struct ValueSet {
+    /// The operands as given (index planning reads them).
+    pub values: Vec<Value>,
+    keys: HashSet<Key>,
+    bools: [bool; 2],
+    nested: Vec<Value>,
+}
+
+impl ValueSet {
+    pub fn new(values: Vec<Value>) -> Self {
+        let mut set = ValueSet::default();
+        for v in &values {
+            match v {
+                Value::Bool(b) => set.bools[usize::from(*b)] = true,
+                Value::Array(_) | Value::Object(_) => set.nested.push(v.clone()),
+                Value::Null => {}
+                scalar => {
+                    if let Some(k) = Key::from_value(scalar) {
+                        set.keys.insert(k);
+                    }
+                }
+            }
+        }
+        set.values = values;
+        set
+    }
+
+    /// Whether `v` equals one of the operands (as `eq` compares).
+    pub fn contains(&self, v: &Value) -> bool {
+        match v {
+            Value::Bool(b) => self.bools[usize::from(*b)],
+            Value::String(_) | Value::Number(_) => {
+                Key::from_value(v).is_some_and(|k| self.keys.contains(&k))
+            }
+            Value::Array(_) | Value::Object(_) => self.nested.iter().any(|x| loose_eq(v, x)),
+            Value::Null => false,
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -58,8 +104,8 @@ impl Op {
                 present.and_then(|v| compare(v, x)),
                 Some(Ordering::Less | Ordering::Equal)
             ),
-            Op::In(xs) => present.is_some_and(|v| xs.iter().any(|x| loose_eq(v, x))),
-            Op::Nin(xs) => !present.is_some_and(|v| xs.iter().any(|x| loose_eq(v, x))),
+            Op::In(xs) => present.is_some_and(|v| xs.contains(v)),
+            Op::Nin(xs) => !present.is_some_and(|v| xs.contains(v)),
             Op::Like(p) => matches!(present, Some(Value::String(s)) if p.matches(s)),
             Op::Fuzzy(p) => matches!(present, Some(Value::String(s)) if p.matches(s)),
         }
@@ -85,8 +131,22 @@ impl Filter {
         }
     }
 
-    /// Parses a `where` object for `model`.
+    /// Parses a `where` object for `model`, within the limits of [`crate::core::limits`].
     pub fn parse(model: &ModelDef, v: Option<&Value>) -> Result<Filter> {
+        if let Some(v) = v {
+            if let Some(path) = limits::too_deep_path(v, MAX_DEPTH) {
+                return Err(Error::query(format!(
+                    "where on model \"{}\" is nested deeper than {MAX_DEPTH} levels (at where.{})",
+                    model.name,
+                    path.join(".")
+                )));
+            }
+        }
+        let mut conditions = 0;
+        Self::parse_object(model, v, &mut conditions)
+    }
+
+    fn parse_object(model: &ModelDef, v: Option<&Value>, conditions: &mut usize) -> Result<Filter> {
         let obj = match v {
             None | Some(Value::Null) => return Ok(Filter::All),
             Some(Value::Object(o)) => o,
@@ -98,18 +158,30 @@ impl Filter {
                 )))
             }
         };
+        let count = |conditions: &mut usize, n: usize| -> Result<()> {
+            *conditions += n;
+            if *conditions > MAX_CONDITIONS {
+                return Err(Error::query(format!(
+                    "where on model \"{}\" has more than {MAX_CONDITIONS} conditions; use \"in\" for long lists of values",
+                    model.name
+                )));
+            }
+            Ok(())
+        };
         let mut parts = Vec::with_capacity(obj.len());
         for (key, val) in obj {
             match key.as_str() {
                 "and" | "or" => {
                     let Value::Array(items) = val else {
                         return Err(Error::query(format!(
-                            "where.{key} must be an array of where objects"
+                            "where.{key} must be an array of where objects, got {}",
+                            kind(val)
                         )));
                     };
+                    count(conditions, 1 + items.len())?;
                     let subs = items
                         .iter()
-                        .map(|i| Filter::parse(model, Some(i)))
+                        .map(|i| Filter::parse_object(model, Some(i), conditions))
                         .collect::<Result<Vec<_>>>()?;
                     parts.push(if key == "and" {
                         Filter::And(subs)
@@ -117,11 +189,25 @@ impl Filter {
                         Filter::Or(subs)
                     });
                 }
-                "not" => parts.push(Filter::Not(Box::new(Filter::parse(model, Some(val))?))),
+                "not" => {
+                    count(conditions, 1)?;
+                    parts.push(Filter::Not(Box::new(Filter::parse_object(
+                        model,
+                        Some(val),
+                        conditions,
+                    )?)))
+                }
                 field => {
                     model.check_field(field, "where")?;
                     match val {
+                        Value::Object(ops) if ops.is_empty() => {
+                            return Err(Error::query(format!(
+                                "where.{field} on model \"{}\" is an empty operator object; give a value or an operator such as {{ eq: ... }}",
+                                model.name
+                            )))
+                        }
                         Value::Object(ops) => {
+                            count(conditions, ops.len())?;
                             for (op, operand) in ops {
                                 parts.push(Filter::Field(
                                     field.to_string(),
@@ -129,15 +215,21 @@ impl Filter {
                                 ));
                             }
                         }
-                        Value::Null => parts.push(Filter::Field(field.to_string(), Op::IsNull)),
-                        v => parts.push(Filter::Field(field.to_string(), Op::Eq(v.clone()))),
+                        Value::Null => {
+                            count(conditions, 1)?;
+                            parts.push(Filter::Field(field.to_string(), Op::IsNull))
+                        }
+                        v => {
+                            count(conditions, 1)?;
+                            parts.push(Filter::Field(field.to_string(), Op::Eq(v.clone())))
+                        }
                     }
                 }
             }
         }
         Ok(match parts.len() {
             0 => Filter::All,
-            1 => parts.pop().unwrap(),
+            1 => parts.pop().unwrap_or(Filter::All),
             _ => Filter::And(parts),
         })
     }
@@ -166,9 +258,14 @@ fn parse_op(model: &ModelDef, field: &str, op: &str, operand: &Value) -> Result<
             ))),
         }
     };
-    let list = |v: &Value| -> Result<Vec<Value>> {
+    let list = |v: &Value| -> Result<ValueSet> {
         match v {
-            Value::Array(xs) => Ok(xs.clone()),
+            Value::Array(xs) if xs.len() > MAX_LIST => Err(Error::query(format!(
+                "\"{op}\" on {} has {} values; at most {MAX_LIST} are allowed",
+                at(),
+                xs.len()
+            ))),
+            Value::Array(xs) => Ok(ValueSet::new(xs.clone())),
             other => Err(Error::query(format!(
                 "\"{op}\" on {} needs an array, got {}",
                 at(),
@@ -178,6 +275,10 @@ fn parse_op(model: &ModelDef, field: &str, op: &str, operand: &Value) -> Result<
     };
     let text = |v: &Value| -> Result<String> {
         match v {
+            Value::String(s) if s.chars().count() > MAX_PATTERN => Err(Error::query(format!(
+                "\"{op}\" pattern on {} is longer than {MAX_PATTERN} characters",
+                at()
+            ))),
             Value::String(s) => Ok(s.clone()),
             other => Err(Error::query(format!(
                 "\"{op}\" on {} needs a string pattern, got {}",

@@ -434,7 +434,7 @@ proptest! {
         for r in &rows {
             batch.rows.push(RowOp::Put { model: "t".into(), key: Key::from_value(&r["id"]).unwrap(), row: Rc::new(r.clone()) });
         }
-        block_on(storage.commit(&batch)).unwrap();
+        block_on(storage.commit(&batch, 0)).unwrap();
 
         // Also conditions on the primary key (alone or next to the random ones).
         let where_ = match extra {
@@ -445,14 +445,14 @@ proptest! {
         let query = json!({ "where": where_, "orderBy": orderby, "limit": limit });
 
         let mut loaded = Engine::new(schema.clone());
-        loaded.load("t", block_on(storage.load(&m)).unwrap()).unwrap();
+        loaded.load("t", block_on(storage.load(&m)).unwrap().items).unwrap();
         let sel = Select::parse(&schema, "t", Some(&query)).unwrap();
         let expected = loaded.select(&sel).unwrap();
 
         let cold = Engine::new(schema.clone());
         if let Some((field, keys)) = cold.probe("t", &sel.filter).unwrap() {
             prop_assert!(field == "id" || field == "a" || field == "b");
-            let narrow = block_on(storage.load_matching(&m, &field, &keys)).unwrap();
+            let narrow = block_on(storage.load_matching(&m, &field, &keys)).unwrap().items;
             let got = cold.select_from(&sel, narrow.clone()).unwrap();
             prop_assert_eq!(&got, &expected, "query {}", query);
             let count = narrow.iter().filter(|r| sel.filter.matches(r)).count();

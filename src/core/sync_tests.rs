@@ -1,5 +1,4 @@
 use super::*;
-use crate::core::batch::Batch;
 use crate::core::engine::Engine;
 use crate::core::query::Filter;
 use crate::core::schema::Schema;
@@ -121,9 +120,13 @@ fn pull_rebases_pending_rows_and_deletes_vanished_ones() {
         row(json!({"id": 1, "v": 100, "extra": true})),
         row(json!({"id": 2, "v": 200, "extra": true})),
     ];
-    let all = Filter::All;
-    let batch = e.plan_pull("t", remote, Some(&all)).unwrap();
+    let (batch, plan) = e
+        .plan_pull("t", remote.into_iter().enumerate().collect())
+        .unwrap();
     e.apply(&batch);
+    let seen = plan.seen.into_iter().collect();
+    let deletions = e.plan_pull_deletions("t", &Filter::All, &seen).unwrap();
+    e.apply(&deletions);
     let sel = crate::core::query::Select::parse(&e.schema, "t", None).unwrap();
     let rows = e.select(&sel).unwrap();
     assert_eq!(
@@ -138,9 +141,24 @@ fn pull_rebases_pending_rows_and_deletes_vanished_ones() {
         Some(row(json!({"id": 2, "v": 200, "extra": true}))),
         "remote is the new base"
     );
-    // A paginated pull never deletes.
-    let batch: Batch = e.plan_pull("t", vec![], None).unwrap();
+    // A pull of nothing changes nothing (deletions are a separate, unpaginated step).
+    let (batch, _) = e.plan_pull("t", vec![]).unwrap();
     assert!(batch.rows.is_empty());
+}
+
+#[test]
+fn pulled_rows_without_a_usable_key_are_skipped_not_fatal() {
+    let e = engine();
+    let remote = vec![
+        (0, row(json!({"v": 1}))),
+        (1, row(json!({"id": 7, "v": 2}))),
+        (2, row(json!({"id": true, "v": 3}))),
+    ];
+    let (batch, plan) = e.plan_pull("t", remote).unwrap();
+    assert_eq!(batch.rows.len(), 1, "the keyed row is merged");
+    let paths: Vec<String> = plan.skipped.iter().map(|i| i.path.join(".")).collect();
+    assert_eq!(paths, ["0.id", "2.id"]);
+    assert!(plan.skipped[0].message.contains("missing"));
 }
 
 #[derive(Clone, Debug)]
@@ -211,9 +229,12 @@ proptest! {
                     }
                 }
                 Op::Pull => {
-                    let rows = backend.iter().map(|(k, v)| row(json!({"id": k, "v": v}))).collect();
-                    let b = e.plan_pull("t", rows, Some(&Filter::All)).unwrap();
+                    let rows = backend.iter().map(|(k, v)| row(json!({"id": k, "v": v}))).enumerate().collect();
+                    let (b, plan) = e.plan_pull("t", rows).unwrap();
                     e.apply(&b);
+                    let seen = plan.seen.into_iter().collect();
+                    let d = e.plan_pull_deletions("t", &Filter::All, &seen).unwrap();
+                    e.apply(&d);
                 }
             }
             // Expected: the backend with every pending entry applied, in order.

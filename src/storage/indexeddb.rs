@@ -1,31 +1,58 @@
 //! IndexedDB storage (wasm32 only), through `indexed_db_futures`.
 //!
 //! Layout: one object store per model (keyPath = primary key, plus one IndexedDB index per
-//! declared index), the outbox store `_pendingSync` (keyPath `mutationId`) and `_meta`.
+//! declared index), the outbox store `_pendingSync` (keyPath `mutationId`), the change log
+//! `_changes` (keyPath `seq`, see [`super`]) and `_meta`.
 //!
 //! Opening checks the existing layout and upgrades only when something is missing: a new version
 //! (current + 1) that creates the missing stores and indexes and never drops anything, so tabs
-//! running older or newer model sets converge on the union. Every connection closes itself on
-//! `versionchange`, so another tab's upgrade is never blocked for long; the next operation here
-//! reopens.
+//! running older or newer model sets converge on the union. Two tabs may race to upgrade a new
+//! database to the same version with different model sets; the loser's upgrade then finds nothing
+//! to do, so the layout is checked again after every upgrade until nothing is missing. Every
+//! connection closes itself on `versionchange`, so another tab's upgrade is never blocked for
+//! long; the next operation here reopens.
 //!
 //! The upgrade step uses `web_sys` directly: adding an index to an *existing* store needs the
 //! upgrade transaction, which `indexed_db_futures` 0.6 does not expose.
 
-use super::{Storage, META_STORE, OUTBOX_STORE};
-use crate::core::batch::{Batch, RowOp};
+use super::{
+    Changes, Committed, Loaded, Storage, Unreadable, CHANGES_STORE, KEEP_CHANGES, META_STORE,
+    OUTBOX_STORE,
+};
+use crate::core::batch::{Batch, ChangeSet, RowOp};
 use crate::core::outbox::OutboxEntry;
+use crate::core::queue::WriteQueue;
 use crate::core::schema::{ModelDef, Schema};
 use crate::core::value::{Key, Row};
 use crate::error::{Error, Result};
 use indexed_db_futures::database::Database;
 use indexed_db_futures::error::{DomException, Error as IdbError, OpenDbError};
 use indexed_db_futures::prelude::*;
-use indexed_db_futures::transaction::TransactionMode;
+use indexed_db_futures::transaction::{TransactionFinishKind, TransactionMode};
+use indexed_db_futures::KeyRange;
+use serde::de::DeserializeOwned;
+use serde_json::value::RawValue;
+use serde_json::Value;
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::rc::Rc;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
+
+thread_local! {
+    /// One write queue per database name: every database opened on the same IndexedDB database
+    /// in this tab takes its turns from it (see [`crate::core::queue`]).
+    static QUEUES: RefCell<HashMap<String, WriteQueue>> = RefCell::new(HashMap::new());
+}
+
+/// Gives databases opened on `name` from now on a new write queue (after one that held the old
+/// queue failed for good).
+pub fn reset_queue(name: &str) {
+    QUEUES.with(|q| q.borrow_mut().remove(name));
+}
+
+/// How often opening re-checks the layout after an upgrade before giving up.
+const MAX_UPGRADES: usize = 8;
 
 #[derive(Clone)]
 pub struct IdbStorage {
@@ -91,16 +118,71 @@ fn key_js(k: &Key) -> JsValue {
 
 /// Converts Rust values to JS objects in one `JSON.parse` (far cheaper than one reflection call
 /// per field).
-fn to_js_array<T: serde::Serialize>(items: &[T]) -> Result<js_sys::Array> {
-    let text = serde_json::to_string(items).map_err(|e| Error::storage(e.to_string()))?;
-    js_sys::JSON::parse(&text)
-        .map(|v| v.unchecked_into())
-        .map_err(js_err)
+fn to_js<T: serde::Serialize + ?Sized>(v: &T) -> Result<JsValue> {
+    let text = serde_json::to_string(v).map_err(|e| Error::storage(e.to_string()))?;
+    js_sys::JSON::parse(&text).map_err(js_err)
 }
 
-fn from_js_array<T: serde::de::DeserializeOwned>(arr: &js_sys::Array) -> Result<Vec<T>> {
-    let text: String = js_sys::JSON::stringify(arr).map_err(js_err)?.into();
-    serde_json::from_str(&text).map_err(|e| Error::storage(format!("unreadable stored data: {e}")))
+/// The key of a stored record, read from the JS object itself.
+fn js_key(record: &JsValue, key_field: &str) -> Option<Value> {
+    let k = js_sys::Reflect::get(record, &JsValue::from_str(key_field)).ok()?;
+    if let Some(s) = k.as_string() {
+        return Some(Value::String(s));
+    }
+    k.as_f64().map(crate::core::value::num_value)
+}
+
+/// Decodes records read from `store`, each on its own: one that cannot be decoded (not JSON, not
+/// the expected shape, nested too deep) is reported with its key instead of failing the read.
+/// The common case is still one `JSON.stringify` for the whole array.
+fn decode<T: DeserializeOwned>(records: Vec<JsValue>, store: &str, key_field: &str) -> Loaded<T> {
+    let mut out = Loaded::all(Vec::with_capacity(records.len()));
+    let unreadable = |i: usize, message: String| Unreadable {
+        store: store.to_string(),
+        key: js_key(&records[i], key_field),
+        message,
+    };
+    let array: js_sys::Array = records.iter().collect();
+    let texts: Vec<std::result::Result<String, String>> = match js_sys::JSON::stringify(&array) {
+        Ok(text) => {
+            let text = String::from(text);
+            match serde_json::from_str::<Vec<&RawValue>>(&text) {
+                Ok(raws) if raws.len() == records.len() => {
+                    raws.into_iter().map(|r| Ok(r.get().to_string())).collect()
+                }
+                _ => records.iter().map(stringify_one).collect(),
+            }
+        }
+        // A record JSON cannot represent (a cycle, a BigInt): find which, one by one.
+        Err(_) => records.iter().map(stringify_one).collect(),
+    };
+    for (i, text) in texts.into_iter().enumerate() {
+        match text.and_then(|t| serde_json::from_str::<T>(&t).map_err(|e| e.to_string())) {
+            Ok(item) => out.items.push(item),
+            Err(message) => out.unreadable.push(unreadable(i, message)),
+        }
+    }
+    out
+}
+
+fn stringify_one(v: &JsValue) -> std::result::Result<String, String> {
+    match js_sys::JSON::stringify(v) {
+        Ok(t) => Ok(String::from(t)),
+        Err(e) => Err(format!(
+            "not representable as JSON: {}",
+            e.dyn_ref::<js_sys::Error>().map_or_else(
+                || "unknown error".to_string(),
+                |e| String::from(e.message())
+            )
+        )),
+    }
+}
+
+/// One change log record as stored.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct LogRecord {
+    seq: u64,
+    changes: ChangeSet,
 }
 
 /// What the database must contain: (store, key path, indexes).
@@ -111,6 +193,7 @@ fn layout(schema: &Schema) -> Vec<(String, String, Vec<String>)> {
         .map(|m| (m.name.clone(), m.primary_key.clone(), m.indexes.clone()))
         .collect();
     out.push((OUTBOX_STORE.into(), "mutationId".into(), vec![]));
+    out.push((CHANGES_STORE.into(), "seq".into(), vec![]));
     out.push((META_STORE.into(), "key".into(), vec![]));
     out
 }
@@ -124,6 +207,11 @@ impl IdbStorage {
                 schema: RefCell::new(None),
             }),
         }
+    }
+
+    /// The database name.
+    pub fn name(&self) -> &str {
+        &self.inner.name
     }
 
     /// The open connection, reopening (and upgrading) if a `versionchange` closed it.
@@ -141,24 +229,29 @@ impl IdbStorage {
     }
 
     async fn connect(&self, schema: &Schema) -> Result<Rc<Conn>> {
-        let db = Database::open(self.inner.name.as_str())
-            .await
-            .map_err(open_err)?;
-        let missing = missing_parts(&db, schema)?;
-        let db = if missing {
+        let name = self.inner.name.as_str();
+        for _ in 0..MAX_UPGRADES {
+            let db = Database::open(name).await.map_err(open_err)?;
+            if !missing_parts(&db, schema)? {
+                let db = Rc::new(Conn(db));
+                self.watch_version_changes(&db)?;
+                *self.inner.db.borrow_mut() = Some(db.clone());
+                return Ok(db);
+            }
             let version = db.version() + 1.0;
             db.close();
-            upgrade(&self.inner.name, version, &layout(schema)).await?;
-            Database::open(self.inner.name.as_str())
-                .await
-                .map_err(open_err)?
-        } else {
-            db
-        };
-        let db = Rc::new(Conn(db));
-        self.watch_version_changes(&db)?;
-        *self.inner.db.borrow_mut() = Some(db.clone());
-        Ok(db)
+            match upgrade(name, version, &layout(schema)).await {
+                Ok(()) => {}
+                // Another tab upgraded past that version meanwhile: look again.
+                Err(Error::Storage {
+                    dom_name: Some(n), ..
+                }) if n == "VersionError" => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Err(Error::storage(format!(
+            "the layout of database \"{name}\" is still incomplete after {MAX_UPGRADES} upgrades (other tabs keep upgrading it)"
+        )))
     }
 
     /// Lets go of this connection when another tab asks to upgrade, so that tab is never blocked
@@ -170,7 +263,9 @@ impl IdbStorage {
         wasm_bindgen_futures::spawn_local(async move {
             if listener.recv().await.is_some() {
                 if let Some(inner) = inner.upgrade() {
-                    let mut slot = inner.db.borrow_mut();
+                    let Ok(mut slot) = inner.db.try_borrow_mut() else {
+                        return;
+                    };
                     if slot
                         .as_ref()
                         .is_some_and(|d| Rc::as_ptr(d) == watched.as_ptr())
@@ -182,6 +277,21 @@ impl IdbStorage {
         });
         Ok(())
     }
+
+    /// Every record of one store.
+    async fn read_all(&self, store_name: &str) -> Result<Vec<JsValue>> {
+        let db = self.db().await?;
+        let tx = db.0.transaction(store_name).build().map_err(idb_err)?;
+        let store = tx.object_store(store_name).map_err(idb_err)?;
+        store
+            .get_all()
+            .primitive()
+            .map_err(idb_err)?
+            .await
+            .map_err(idb_err)?
+            .collect::<std::result::Result<_, _>>()
+            .map_err(idb_err)
+    }
 }
 
 /// An open connection that closes itself when the last user drops it.
@@ -191,24 +301,6 @@ impl Drop for Conn {
     fn drop(&mut self) {
         // `Database::close` consumes the handle; a clone refers to the same JS connection.
         self.0.clone().close();
-    }
-}
-
-impl IdbStorage {
-    /// Every record of one store, converted in a single JSON round trip.
-    async fn read_all<T: serde::de::DeserializeOwned>(&self, store_name: &str) -> Result<Vec<T>> {
-        let db = self.db().await?;
-        let tx = db.0.transaction(store_name).build().map_err(idb_err)?;
-        let store = tx.object_store(store_name).map_err(idb_err)?;
-        let rows: Vec<JsValue> = store
-            .get_all()
-            .primitive()
-            .map_err(idb_err)?
-            .await
-            .map_err(idb_err)?
-            .collect::<std::result::Result<_, _>>()
-            .map_err(idb_err)?;
-        from_js_array(&rows.into_iter().collect())
     }
 }
 
@@ -302,19 +394,56 @@ async fn upgrade(name: &str, version: f64, layout: &[(String, String, Vec<String
     Ok(())
 }
 
+/// The latest commit number given the keys of the change log (ascending).
+fn latest(keys: &[JsValue]) -> u64 {
+    keys.last()
+        .and_then(JsValue::as_f64)
+        .map_or(0, |n| n as u64)
+}
+
+/// Why a transaction did not commit, by DOMException name; a failed `add` of a row is the
+/// constraint error the insert contract names.
+fn tx_error(e: Option<IdbError>) -> Error {
+    match e.map(idb_err) {
+        Some(Error::Storage {
+            dom_name: Some(n),
+            message,
+        }) if n == "ConstraintError" => Error::Constraint(format!(
+            "a row with that primary key already exists in storage (written by another tab or database); use update to change it ({message})"
+        )),
+        Some(e) => e,
+        None => Error::storage("the transaction was aborted"),
+    }
+}
+
 impl Storage for IdbStorage {
+    fn queue(&self) -> WriteQueue {
+        QUEUES.with(|q| {
+            q.borrow_mut()
+                .entry(self.inner.name.clone())
+                .or_default()
+                .clone()
+        })
+    }
+
     async fn open(&self, schema: &Schema) -> Result<()> {
         *self.inner.schema.borrow_mut() = Some(schema.clone());
         self.connect(schema).await.map(|_| ())
     }
 
-    async fn load(&self, model: &ModelDef) -> Result<Vec<Row>> {
-        self.read_all(&model.name).await
+    async fn load(&self, model: &ModelDef) -> Result<Loaded<Row>> {
+        let records = self.read_all(&model.name).await?;
+        Ok(decode(records, &model.name, &model.primary_key))
     }
 
     /// One read-only transaction; a `getAll` per key on the object store (primary key) or on the
     /// field's IndexedDB index, all issued before the first is awaited.
-    async fn load_matching(&self, model: &ModelDef, field: &str, keys: &[Key]) -> Result<Vec<Row>> {
+    async fn load_matching(
+        &self,
+        model: &ModelDef,
+        field: &str,
+        keys: &[Key],
+    ) -> Result<Loaded<Row>> {
         let db = self.db().await?;
         let tx =
             db.0.transaction(model.name.as_str())
@@ -337,68 +466,172 @@ impl Storage for IdbStorage {
             };
             requests.push(req.map_err(idb_err)?);
         }
-        let found = js_sys::Array::new();
+        let mut found = Vec::new();
         for req in requests {
             for v in req.await.map_err(idb_err)? {
-                found.push(&v.map_err(idb_err)?);
+                found.push(v.map_err(idb_err)?);
             }
         }
-        from_js_array(&found)
+        Ok(decode(found, &model.name, &model.primary_key))
     }
 
-    async fn load_outbox(&self) -> Result<Vec<OutboxEntry>> {
-        let mut entries: Vec<OutboxEntry> = self.read_all(OUTBOX_STORE).await?;
-        entries.sort_by(|a, b| a.mutation_id.cmp(&b.mutation_id));
-        Ok(entries)
+    /// The outbox and the latest commit number, in one read-only transaction.
+    async fn load_outbox(&self) -> Result<(Loaded<OutboxEntry>, u64)> {
+        let db = self.db().await?;
+        let tx =
+            db.0.transaction([OUTBOX_STORE, CHANGES_STORE])
+                .build()
+                .map_err(idb_err)?;
+        let outbox = tx.object_store(OUTBOX_STORE).map_err(idb_err)?;
+        let changes = tx.object_store(CHANGES_STORE).map_err(idb_err)?;
+        let entries = outbox.get_all().primitive().map_err(idb_err)?;
+        let keys = changes
+            .get_all_keys::<JsValue>()
+            .primitive()
+            .map_err(idb_err)?;
+        let entries: Vec<JsValue> = entries
+            .await
+            .map_err(idb_err)?
+            .collect::<std::result::Result<_, _>>()
+            .map_err(idb_err)?;
+        let keys: Vec<JsValue> = keys
+            .await
+            .map_err(idb_err)?
+            .collect::<std::result::Result<_, _>>()
+            .map_err(idb_err)?;
+        let mut loaded: Loaded<OutboxEntry> = decode(entries, OUTBOX_STORE, "mutationId");
+        loaded
+            .items
+            .sort_by(|a, b| a.mutation_id.cmp(&b.mutation_id));
+        Ok((loaded, latest(&keys)))
     }
 
-    async fn commit(&self, batch: &Batch) -> Result<()> {
+    async fn load_outbox_entries(&self, ids: &[String]) -> Result<Loaded<OutboxEntry>> {
+        let db = self.db().await?;
+        let tx = db.0.transaction(OUTBOX_STORE).build().map_err(idb_err)?;
+        let store = tx.object_store(OUTBOX_STORE).map_err(idb_err)?;
+        let mut requests = Vec::with_capacity(ids.len());
+        for id in ids {
+            requests.push(
+                store
+                    .get_all()
+                    .with_query::<JsValue, _>(JsValue::from_str(id))
+                    .primitive()
+                    .map_err(idb_err)?,
+            );
+        }
+        let mut found = Vec::new();
+        for req in requests {
+            for v in req.await.map_err(idb_err)? {
+                found.push(v.map_err(idb_err)?);
+            }
+        }
+        Ok(decode(found, OUTBOX_STORE, "mutationId"))
+    }
+
+    async fn changes_since(&self, seq: u64) -> Result<Changes> {
+        let db = self.db().await?;
+        let tx = db.0.transaction(CHANGES_STORE).build().map_err(idb_err)?;
+        let store = tx.object_store(CHANGES_STORE).map_err(idb_err)?;
+        // From our own record on: it must still be there, or the log no longer reaches back.
+        let range = KeyRange::LowerBound(JsValue::from_f64(seq as f64), false);
+        let records: Vec<JsValue> = store
+            .get_all()
+            .with_query::<JsValue, _>(range)
+            .primitive()
+            .map_err(idb_err)?
+            .await
+            .map_err(idb_err)?
+            .collect::<std::result::Result<_, _>>()
+            .map_err(idb_err)?;
+        let loaded: Loaded<LogRecord> = decode(records, CHANGES_STORE, "seq");
+        let mut changes = Changes {
+            seq,
+            complete: loaded.unreadable.is_empty(),
+            stores: Vec::new(),
+        };
+        let mut records = loaded.items.into_iter().peekable();
+        match records.peek() {
+            Some(first) if first.seq == seq => {
+                records.next();
+            }
+            // Nothing committed yet, or our record is gone (trimmed, or the database replaced).
+            None if seq == 0 => {}
+            Some(first) if seq == 0 && first.seq == 1 => {}
+            _ => changes.complete = false,
+        }
+        for r in records {
+            changes.seq = r.seq;
+            changes.add(r.changes);
+        }
+        Ok(changes)
+    }
+
+    async fn commit(&self, batch: &Batch, base: u64) -> Result<Committed> {
         if batch.is_empty() {
-            return Ok(());
+            return Ok(Committed::Done(base));
         }
         let db = self.db().await?;
         let mut stores: Vec<&str> = batch.models();
-        if !batch.outbox_put.is_empty() || !batch.outbox_delete.is_empty() {
+        if batch.touches_outbox() {
             stores.push(OUTBOX_STORE);
         }
-        let puts: Vec<&Row> = batch
+        stores.push(CHANGES_STORE);
+        let rows: Vec<&Row> = batch
             .rows
             .iter()
-            .filter_map(|op| match op {
-                RowOp::Put { row, .. } => Some(&**row),
-                RowOp::Delete { .. } => None,
-            })
+            .filter_map(|op| op.row().map(|r| &**r))
             .collect();
-        let put_values = to_js_array(&puts)?;
-        let outbox_values = to_js_array(&batch.outbox_put)?;
+        let row_values: js_sys::Array = to_js(&rows)?.unchecked_into();
+        let outbox_values: js_sys::Array = to_js(&batch.outbox_put)?.unchecked_into();
+        let seq = base + 1;
+        let record = to_js(&LogRecord {
+            seq,
+            changes: batch.change_set(),
+        })?;
 
         // Requests go out when built, so their own futures are dropped unawaited: a failed request
-        // aborts the transaction, and `commit` below reports it.
+        // aborts the transaction, and `done` below reports it.
         let tx =
             db.0.transaction(stores.as_slice())
                 .with_mode(TransactionMode::Readwrite)
                 .build()
                 .map_err(idb_err)?;
-        let mut next_put = 0;
+        let done = tx.on_done().map_err(idb_err)?;
+        let log = tx.object_store(CHANGES_STORE).map_err(idb_err)?;
+        // Anyone who committed after `base` left a record with a higher number.
+        let newer = log
+            .get_key::<JsValue, _>(KeyRange::LowerBound(JsValue::from_f64(base as f64), true))
+            .primitive()
+            .map_err(idb_err)?;
+        let mut next_row = 0;
         for op in &batch.rows {
+            let store = tx.object_store(op.model()).map_err(idb_err)?;
             match op {
-                RowOp::Put { model, .. } => {
-                    let store = tx.object_store(model).map_err(idb_err)?;
+                RowOp::Insert { .. } => {
                     drop(
                         store
-                            .put(put_values.get(next_put))
+                            .add(row_values.get(next_row))
                             .primitive()
                             .map_err(idb_err)?,
                     );
-                    next_put += 1;
+                    next_row += 1;
                 }
-                RowOp::Delete { model, key } => {
-                    let store = tx.object_store(model).map_err(idb_err)?;
+                RowOp::Put { .. } => {
+                    drop(
+                        store
+                            .put(row_values.get(next_row))
+                            .primitive()
+                            .map_err(idb_err)?,
+                    );
+                    next_row += 1;
+                }
+                RowOp::Delete { key, .. } => {
                     drop(store.delete(key_js(key)).primitive().map_err(idb_err)?);
                 }
             }
         }
-        if !batch.outbox_put.is_empty() || !batch.outbox_delete.is_empty() {
+        if batch.touches_outbox() {
             let store = tx.object_store(OUTBOX_STORE).map_err(idb_err)?;
             for v in outbox_values.iter() {
                 drop(store.put(v).primitive().map_err(idb_err)?);
@@ -407,14 +640,38 @@ impl Storage for IdbStorage {
                 drop(store.delete(id.as_str()).primitive().map_err(idb_err)?);
             }
         }
-        // indexed_db_futures rolls back unless told to commit; this await resolves only once
-        // the whole transaction is durable, or fails (quota, constraint) with nothing written.
-        tx.commit().await.map_err(idb_err)
+        drop(log.add(record).primitive().map_err(idb_err)?);
+        if seq % 100 == 0 && seq > KEEP_CHANGES {
+            let old = KeyRange::UpperBound(JsValue::from_f64((seq - KEEP_CHANGES) as f64), false);
+            drop(log.delete::<JsValue, _>(old).primitive().map_err(idb_err)?);
+        }
+        if let Ok(Some(_)) = newer.await {
+            // Planned on an old view: write nothing, let the caller catch up and plan again.
+            let _ = tx.abort().await;
+            return Ok(Committed::Stale);
+        }
+        // No explicit commit: the transaction commits once its requests are done, and `done`
+        // tells how it ended while `tx` can still say why.
+        match done.await {
+            TransactionFinishKind::Ok => Ok(Committed::Done(seq)),
+            TransactionFinishKind::Abort => Err(tx_error(tx.error())),
+            // A failed request's `error` event comes before the abort that records why.
+            TransactionFinishKind::Err => {
+                tx.on_done().map_err(idb_err)?.await;
+                Err(tx_error(tx.error()))
+            }
+        }
     }
 
     fn close(&self) {
-        // The connection closes once in-flight transactions drop their handle.
-        self.inner.db.borrow_mut().take();
-        *self.inner.schema.borrow_mut() = None;
+        // Closes the connection now for new transactions; ones in flight finish first.
+        if let Ok(mut slot) = self.inner.db.try_borrow_mut() {
+            if let Some(conn) = slot.take() {
+                conn.0.clone().close();
+            }
+        }
+        if let Ok(mut schema) = self.inner.schema.try_borrow_mut() {
+            *schema = None;
+        }
     }
 }

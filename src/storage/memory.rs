@@ -1,35 +1,59 @@
 //! In-memory storage with the same semantics as IndexedDB storage, for tests, SSR and Node.
-//! Clones share the same data, so two databases created on one memory storage see each other's
-//! writes, like two connections to one IndexedDB database.
+//! Clones share the same data (and write queue), so two databases created on one memory storage
+//! see each other's writes, like two connections to one IndexedDB database.
 
-use super::Storage;
-use crate::core::batch::{Batch, RowOp};
+use super::{Changes, Committed, Loaded, Storage, KEEP_CHANGES, OUTBOX_STORE};
+use crate::core::batch::{Batch, ChangeSet, RowOp};
 use crate::core::outbox::OutboxEntry;
+use crate::core::queue::WriteQueue;
 use crate::core::schema::{ModelDef, Schema};
 use crate::core::value::{Key, Row};
 use crate::error::{Error, Result};
 use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::rc::Rc;
 
 #[derive(Default, Debug)]
 struct Data {
     stores: HashMap<String, BTreeMap<Key, Row>>,
     outbox: BTreeMap<String, OutboxEntry>,
+    /// The latest commit number, and the last [`KEEP_CHANGES`] log records.
+    seq: u64,
+    log: VecDeque<(u64, ChangeSet)>,
 }
 
-#[derive(Clone, Default, Debug)]
+#[derive(Clone, Default)]
 pub struct MemoryStorage {
     data: Rc<RefCell<Data>>,
+    queue: Rc<RefCell<WriteQueue>>,
 }
 
 impl MemoryStorage {
     pub fn new() -> Self {
         Self::default()
     }
+
+    /// The same data seen from another tab: shared rows, outbox and change log, but a write
+    /// queue of its own (tabs do not share one).
+    pub fn another_tab(&self) -> Self {
+        MemoryStorage {
+            data: self.data.clone(),
+            queue: Rc::default(),
+        }
+    }
+
+    /// Gives databases opened from now on a new write queue (after a database that held the old
+    /// one failed for good).
+    pub fn reset_queue(&self) {
+        *self.queue.borrow_mut() = WriteQueue::new();
+    }
 }
 
 impl Storage for MemoryStorage {
+    fn queue(&self) -> WriteQueue {
+        self.queue.borrow().clone()
+    }
+
     async fn open(&self, schema: &Schema) -> Result<()> {
         let mut data = self.data.borrow_mut();
         for name in schema.models.keys() {
@@ -38,21 +62,27 @@ impl Storage for MemoryStorage {
         Ok(())
     }
 
-    async fn load(&self, model: &ModelDef) -> Result<Vec<Row>> {
+    async fn load(&self, model: &ModelDef) -> Result<Loaded<Row>> {
         let data = self.data.borrow();
-        Ok(data
-            .stores
-            .get(&model.name)
-            .map(|s| s.values().cloned().collect())
-            .unwrap_or_default())
+        Ok(Loaded::all(
+            data.stores
+                .get(&model.name)
+                .map(|s| s.values().cloned().collect())
+                .unwrap_or_default(),
+        ))
     }
 
-    async fn load_matching(&self, model: &ModelDef, field: &str, keys: &[Key]) -> Result<Vec<Row>> {
+    async fn load_matching(
+        &self,
+        model: &ModelDef,
+        field: &str,
+        keys: &[Key],
+    ) -> Result<Loaded<Row>> {
         let data = self.data.borrow();
         let Some(store) = data.stores.get(&model.name) else {
-            return Ok(Vec::new());
+            return Ok(Loaded::all(Vec::new()));
         };
-        Ok(if field == model.primary_key {
+        Ok(Loaded::all(if field == model.primary_key {
             keys.iter().filter_map(|k| store.get(k)).cloned().collect()
         } else {
             store
@@ -64,15 +94,53 @@ impl Storage for MemoryStorage {
                 })
                 .cloned()
                 .collect()
-        })
+        }))
     }
 
-    async fn load_outbox(&self) -> Result<Vec<OutboxEntry>> {
-        Ok(self.data.borrow().outbox.values().cloned().collect())
+    async fn load_outbox(&self) -> Result<(Loaded<OutboxEntry>, u64)> {
+        let data = self.data.borrow();
+        Ok((
+            Loaded::all(data.outbox.values().cloned().collect()),
+            data.seq,
+        ))
     }
 
-    async fn commit(&self, batch: &Batch) -> Result<()> {
+    async fn load_outbox_entries(&self, ids: &[String]) -> Result<Loaded<OutboxEntry>> {
+        let data = self.data.borrow();
+        Ok(Loaded::all(
+            ids.iter()
+                .filter_map(|id| data.outbox.get(id))
+                .cloned()
+                .collect(),
+        ))
+    }
+
+    async fn changes_since(&self, seq: u64) -> Result<Changes> {
+        let data = self.data.borrow();
+        let mut changes = Changes {
+            seq: data.seq,
+            complete: true,
+            stores: Vec::new(),
+        };
+        if seq >= data.seq {
+            changes.complete = seq == data.seq;
+            return Ok(changes);
+        }
+        if data.log.front().is_none_or(|(first, _)| *first > seq + 1) {
+            changes.complete = false;
+            return Ok(changes);
+        }
+        for (_, record) in data.log.iter().filter(|(n, _)| *n > seq) {
+            changes.add(record.clone());
+        }
+        Ok(changes)
+    }
+
+    async fn commit(&self, batch: &Batch, base: u64) -> Result<Committed> {
         let mut data = self.data.borrow_mut();
+        if data.seq != base {
+            return Ok(Committed::Stale);
+        }
         // Check first, then write: nothing is half-applied.
         for model in batch.models() {
             if !data.stores.contains_key(model) {
@@ -80,15 +148,22 @@ impl Storage for MemoryStorage {
             }
         }
         for op in &batch.rows {
-            match op {
-                RowOp::Put { model, key, row } => {
-                    data.stores
-                        .get_mut(model)
-                        .unwrap()
-                        .insert(key.clone(), (**row).clone());
+            if let RowOp::Insert { model, key, .. } = op {
+                if data.stores[model.as_str()].contains_key(key) {
+                    return Err(Error::Constraint(format!(
+                        "a \"{model}\" row with key {key} already exists; use update to change it"
+                    )));
                 }
-                RowOp::Delete { model, key } => {
-                    data.stores.get_mut(model).unwrap().remove(key);
+            }
+        }
+        for op in &batch.rows {
+            let store = data.stores.get_mut(op.model()).expect("checked above");
+            match op.row() {
+                Some(row) => {
+                    store.insert(op.key().clone(), (**row).clone());
+                }
+                None => {
+                    store.remove(op.key());
                 }
             }
         }
@@ -98,7 +173,15 @@ impl Storage for MemoryStorage {
         for id in &batch.outbox_delete {
             data.outbox.remove(id);
         }
-        Ok(())
+        data.seq += 1;
+        let seq = data.seq;
+        data.log.push_back((seq, batch.change_set()));
+        while data.log.len() as u64 > KEEP_CHANGES {
+            data.log.pop_front();
+        }
+        // The outbox store name must never collide with a model's.
+        debug_assert!(!data.stores.contains_key(OUTBOX_STORE));
+        Ok(Committed::Done(seq))
     }
 
     fn close(&self) {}

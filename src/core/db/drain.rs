@@ -1,0 +1,354 @@
+//! The sync half of the database: pushing the outbox, pulling from the backend, and the outbox
+//! operations apps call by hand.
+
+use super::{Db, Remote, Storage, Validator};
+use crate::core::db::PushOutcome;
+use crate::core::engine::pull_issue;
+use crate::core::limits::{too_deep_path, MAX_DEPTH};
+use crate::core::query::Select;
+use crate::core::queue::Turn;
+use crate::core::status::EngineEvent;
+use crate::core::value::Row;
+use crate::error::{Error, Issue, Result};
+use serde_json::Value;
+use std::collections::HashSet;
+use std::future::Future;
+
+/// How many acknowledged pushes may wait before their outbox deletions are committed on their own.
+const ACK_BATCH: usize = 64;
+
+/// Pulled rows are validated and merged this many at a time, with a pause for the event loop in
+/// between, so a big pull never blocks the page for long.
+const PULL_CHUNK: usize = 1_000;
+
+/// What one drain did.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+pub struct DrainReport {
+    pub pushed: usize,
+    pub retried: usize,
+    pub rejected: usize,
+    pub remaining: usize,
+}
+
+impl<S: Storage, V: Validator, R: Remote> Db<S, V, R> {
+    pub fn is_draining(&self) -> bool {
+        self.status.borrow().engine.draining()
+    }
+
+    /// Pushes due outbox entries in creation order until the queue is empty, an entry fails
+    /// (it then waits for its backoff, and so does everything after it: a later write never
+    /// overtakes an earlier one), or the network goes offline. `force` ignores backoff.
+    /// Returns `None` when another drain is already running.
+    pub async fn drain(&self, force: bool) -> Result<Option<DrainReport>> {
+        self.ready().await?;
+        if self.is_draining() {
+            return Ok(None);
+        }
+        self.engine_event(EngineEvent::DrainBegin)?;
+        let mut report = DrainReport::default();
+        let result = self.drain_loop(force, &mut report).await;
+        *self.in_flight.borrow_mut() = None;
+        report.remaining = self.engine.borrow().outbox().len();
+        self.engine_event(EngineEvent::DrainEnd)?;
+        result.map(|()| Some(report))
+    }
+
+    /// The mutation id whose push is in flight, if any.
+    pub fn in_flight(&self) -> Option<String> {
+        self.in_flight.borrow().clone()
+    }
+
+    async fn drain_loop(&self, force: bool, report: &mut DrainReport) -> Result<()> {
+        let mut tried = HashSet::new();
+        loop {
+            if !self.status.borrow().online || self.closing.get() {
+                break;
+            }
+            let head = self.engine.borrow().outbox().first().cloned();
+            let Some(entry) = head else { break };
+            let now = (self.env.now)();
+            if (!force && entry.next_attempt_at > now) || !tried.insert(entry.mutation_id.clone()) {
+                break;
+            }
+            if !self.remote.can_push(&entry.model) {
+                // Written by a model that no longer pushes: nothing can deliver it.
+                break;
+            }
+            *self.in_flight.borrow_mut() = Some(entry.mutation_id.clone());
+            let outcome = self.remote.push(&entry).await;
+            *self.in_flight.borrow_mut() = None;
+            let _turn = self.queue.turn().await;
+            self.check_open()?;
+            let id = entry.mutation_id.as_str();
+            let now = (self.env.now)();
+            match outcome {
+                PushOutcome::Done => {
+                    if !self.has_entry(id) {
+                        continue;
+                    }
+                    let batch = self.engine.borrow().plan_push_done(id)?;
+                    self.engine.borrow_mut().apply(&batch);
+                    self.acks.borrow_mut().merge(batch);
+                    if self.acks.borrow().outbox_delete.len() >= ACK_BATCH {
+                        self.flush_acks().await?;
+                    }
+                    let mut status = self.status.borrow_mut();
+                    let m = status.model_mut(&entry.model);
+                    m.last_synced_at = Some(now);
+                    if !m.last_error_is_rejection {
+                        m.last_error = None;
+                    }
+                    report.pushed += 1;
+                }
+                PushOutcome::Retry(msg) => {
+                    let delay = self.backoff.delay(entry.attempts + 1, (self.env.random)());
+                    let planned = self
+                        .commit_planned(&[], |engine| {
+                            if !engine.outbox().iter().any(|e| e.mutation_id == id) {
+                                return Ok(None);
+                            }
+                            let batch = engine.plan_push_retry(id, &msg, now + delay)?;
+                            Ok(Some((batch, ())))
+                        })
+                        .await?;
+                    if planned.is_some() {
+                        self.set_error(&entry.model, msg, false);
+                        report.retried += 1;
+                        self.notify();
+                    }
+                    break;
+                }
+                PushOutcome::Reject(msg) => {
+                    let planned = self
+                        .commit_planned(std::slice::from_ref(&entry.model), |engine| {
+                            if !engine.outbox().iter().any(|e| e.mutation_id == id) {
+                                return Ok(None);
+                            }
+                            Ok(Some((engine.plan_rollback(id)?, ())))
+                        })
+                        .await?;
+                    if planned.is_some() {
+                        let action = format!("{:?}", entry.action).to_lowercase();
+                        self.set_error(
+                            &entry.model,
+                            format!("{action} {id} rejected: {msg}"),
+                            true,
+                        );
+                        report.rejected += 1;
+                    }
+                }
+            }
+            self.notify();
+        }
+        Ok(())
+    }
+
+    fn has_entry(&self, mutation_id: &str) -> bool {
+        self.engine
+            .borrow()
+            .outbox()
+            .iter()
+            .any(|e| e.mutation_id == mutation_id)
+    }
+
+    fn set_error(&self, model: &str, msg: String, rejection: bool) {
+        let mut status = self.status.borrow_mut();
+        let m = status.model_mut(model);
+        m.last_error = Some(msg);
+        m.last_error_is_rejection = rejection;
+    }
+
+    /// Pulls `sync.query(query)` and merges it (see [`crate::core::engine::Engine::plan_pull`]);
+    /// resolves with the local rows for `query` afterwards. Invalid remote rows are skipped and
+    /// reported in the model's `lastError`.
+    pub async fn pull(&self, model: &str, query: Option<&Value>) -> Result<Vec<Value>> {
+        let sel = Select::parse(&self.engine.borrow().schema, model, query)?;
+        self.ready().await?;
+        self.status.borrow_mut().model_mut(model).pulling += 1;
+        self.notify();
+        let result = self.pull_inner(model, query, &sel).await;
+        {
+            let mut status = self.status.borrow_mut();
+            let m = status.model_mut(model);
+            m.pulling -= 1;
+            m.last_error_is_rejection = false;
+            match &result {
+                Ok(skipped) => {
+                    m.last_synced_at = Some((self.env.now)());
+                    m.last_error = skipped.clone();
+                }
+                Err(e) => m.last_error = Some(e.to_string()),
+            }
+        }
+        self.notify();
+        result?;
+        self.select(model, query).await
+    }
+
+    /// Merges the pulled rows a chunk at a time, each chunk in its own turn, so writes the app
+    /// makes meanwhile are not held up and the page stays responsive; then (for an unpaginated
+    /// query) deletes what the backend no longer has.
+    async fn pull_inner(
+        &self,
+        model: &str,
+        query: Option<&Value>,
+        sel: &Select,
+    ) -> Result<Option<String>> {
+        let pulled = self.remote.pull(model, query).await.map_err(Error::Sync)?;
+        let has_schema = self.engine.borrow().schema.model(model)?.has_schema;
+        let refused: HashSet<String> = pulled
+            .issues
+            .iter()
+            .filter_map(|i| i.path.first().cloned())
+            .collect();
+        let mut skipped: Vec<Issue> = pulled.issues;
+        let mut seen = HashSet::new();
+        let mut rest = pulled
+            .rows
+            .into_iter()
+            .enumerate()
+            .filter(|(i, v)| !(v.is_null() && refused.contains(&i.to_string())))
+            .peekable();
+        let mut first = true;
+        while rest.peek().is_some() {
+            if !first {
+                (self.env.pause)().await;
+            }
+            first = false;
+            let chunk: Vec<(usize, Value)> = rest.by_ref().take(PULL_CHUNK).collect();
+            let rows = self
+                .checked_pull_rows(model, has_schema, chunk, &mut skipped)
+                .await;
+            let _turn = self.queue.turn().await;
+            let plan = self
+                .commit_planned(&[model.to_string()], |engine| {
+                    let (batch, plan) = engine.plan_pull(model, rows.clone())?;
+                    Ok(Some((batch, plan)))
+                })
+                .await?;
+            if let Some(plan) = plan {
+                seen.extend(plan.seen);
+                skipped.extend(plan.skipped);
+            }
+        }
+        if sel.limit.is_none() && sel.offset == 0 {
+            let _turn = self.queue.turn().await;
+            self.commit_planned(&[model.to_string()], |engine| {
+                let batch = engine.plan_pull_deletions(model, &sel.filter, &seen)?;
+                Ok(Some((batch, ())))
+            })
+            .await?;
+        }
+        Ok((!skipped.is_empty()).then(|| {
+            let first = &skipped[0];
+            format!(
+                "pull skipped invalid rows from the backend ({} issues; first: {}: {})",
+                skipped.len(),
+                first.path.join("."),
+                first.message
+            )
+        }))
+    }
+
+    /// The pulled rows that are objects within the nesting limit and pass the schema, with
+    /// their index in the pull; the others go to `skipped`.
+    async fn checked_pull_rows(
+        &self,
+        model: &str,
+        has_schema: bool,
+        chunk: Vec<(usize, Value)>,
+        skipped: &mut Vec<Issue>,
+    ) -> Vec<(usize, Row)> {
+        let mut shaped: Vec<(usize, Value)> = Vec::with_capacity(chunk.len());
+        for (i, v) in chunk {
+            if let Some(path) = too_deep_path(&v, MAX_DEPTH) {
+                skipped.push(Issue {
+                    path: std::iter::once(i.to_string()).chain(path).collect(),
+                    message: format!("nested deeper than {MAX_DEPTH} levels"),
+                });
+            } else if v.is_object() {
+                shaped.push((i, v));
+            } else {
+                skipped.push(Issue {
+                    path: vec![i.to_string()],
+                    message: format!("not an object: {v}"),
+                });
+            }
+        }
+        let checked: Vec<(usize, Result<Value>)> = if has_schema {
+            let (index, values): (Vec<usize>, Vec<Value>) = shaped.into_iter().unzip();
+            let results = self.validator.validate_each(model, values).await;
+            index.into_iter().zip(results).collect()
+        } else {
+            shaped.into_iter().map(|(i, v)| (i, Ok(v))).collect()
+        };
+        let mut rows = Vec::with_capacity(checked.len());
+        for (i, r) in checked {
+            match r {
+                Ok(Value::Object(o)) => rows.push((i, o)),
+                Ok(other) => skipped.push(Issue {
+                    path: vec![i.to_string()],
+                    message: format!("the schema must produce an object, got {other}"),
+                }),
+                Err(e) => skipped.push(pull_issue(i, e)),
+            }
+        }
+        rows
+    }
+
+    /// Drops a pending write and rolls its local change back, as if the backend had rejected it.
+    /// Refused while that write's push is in flight (the backend may be applying it): try again
+    /// once it settled.
+    pub fn discard_pending<'a>(
+        &'a self,
+        mutation_id: &'a str,
+    ) -> impl Future<Output = Result<()>> + 'a {
+        self.discard_pending_in(self.turn(), mutation_id)
+    }
+
+    pub async fn discard_pending_in(&self, turn: Turn, mutation_id: &str) -> Result<()> {
+        let _turn = turn.await;
+        self.check_open()?;
+        if self.in_flight.borrow().as_deref() == Some(mutation_id) {
+            return Err(Error::Sync(format!(
+                "mutation {mutation_id} is being pushed right now; discard it after the push settled (if it is still pending then)"
+            )));
+        }
+        let model = self
+            .engine
+            .borrow()
+            .outbox()
+            .iter()
+            .find(|e| e.mutation_id == mutation_id)
+            .map(|e| e.model.clone());
+        let model =
+            model.ok_or_else(|| Error::Sync(format!("no pending mutation {mutation_id}")))?;
+        self.commit_planned(&[model], |engine| {
+            if !engine.outbox().iter().any(|e| e.mutation_id == mutation_id) {
+                return Err(Error::Sync(format!("no pending mutation {mutation_id}")));
+            }
+            Ok(Some((engine.plan_rollback(mutation_id)?, ())))
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// Makes a pending write due now (its backoff is cleared); the next drain pushes it.
+    pub fn retry_pending<'a>(
+        &'a self,
+        mutation_id: &'a str,
+    ) -> impl Future<Output = Result<()>> + 'a {
+        self.retry_pending_in(self.turn(), mutation_id)
+    }
+
+    pub async fn retry_pending_in(&self, turn: Turn, mutation_id: &str) -> Result<()> {
+        let _turn = turn.await;
+        self.check_open()?;
+        let now = (self.env.now)();
+        self.commit_planned(&[], |engine| {
+            Ok(Some((engine.plan_due_now(mutation_id, now)?, ())))
+        })
+        .await?;
+        Ok(())
+    }
+}

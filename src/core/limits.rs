@@ -1,0 +1,106 @@
+//! The input contract's limits: the same numbers bound what a write accepts and what a query may
+//! ask, so that whatever is written can be read back and no input can make a call run away.
+//! The JS wrapper mirrors [`MAX_DEPTH`] and [`MAX_PAYLOAD_BYTES`] (it checks them before the
+//! input crosses into WebAssembly); the rest is enforced here when a query is parsed.
+
+use serde_json::Value;
+
+/// Nesting of arrays and objects in a row, and of `and` / `or` / `not` and operands in a `where`.
+/// A row is depth 1; `{ a: { b: [1] } }` is depth 3. Stored outbox entries wrap rows in four more
+/// levels, which stays well under the 128 levels the JSON reader accepts.
+pub const MAX_DEPTH: usize = 64;
+
+/// Field conditions plus `and` / `or` / `not` nodes in one `where` (relations' own `where`s
+/// count separately). Use `in` for long lists of alternatives.
+pub const MAX_CONDITIONS: usize = 1_000;
+
+/// Values in one `in` / `nin` list. They are hashed, so a long list costs one lookup per row.
+pub const MAX_LIST: usize = 100_000;
+
+/// Characters in one `like` / `ilike` / `fzlike` pattern.
+pub const MAX_PATTERN: usize = 10_000;
+
+/// JSON text of one call's input (rows of one `insert`, values of one `update`): 64 MiB.
+pub const MAX_PAYLOAD_BYTES: usize = 64 * 1024 * 1024;
+
+/// The nesting depth of `v` (a scalar is 0, `[]` and `{}` are 1), computed without recursion and
+/// without looking deeper than `max + 1`.
+pub fn depth(v: &Value, max: usize) -> usize {
+    let mut deepest = 0;
+    let mut stack: Vec<(&Value, usize)> = vec![(v, 0)];
+    while let Some((v, d)) = stack.pop() {
+        let children: Box<dyn Iterator<Item = &Value>> = match v {
+            Value::Array(a) => Box::new(a.iter()),
+            Value::Object(o) => Box::new(o.values()),
+            _ => continue,
+        };
+        let here = d + 1;
+        deepest = deepest.max(here);
+        if here > max {
+            return here;
+        }
+        stack.extend(children.map(|c| (c, here)));
+    }
+    deepest
+}
+
+/// The path (keys and indexes) to the first value nested deeper than `max`, if any.
+pub fn too_deep_path(v: &Value, max: usize) -> Option<Vec<String>> {
+    let mut stack: Vec<(&Value, Vec<String>)> = vec![(v, Vec::new())];
+    while let Some((v, path)) = stack.pop() {
+        if path.len() >= max && matches!(v, Value::Array(_) | Value::Object(_)) {
+            return Some(path);
+        }
+        match v {
+            Value::Array(a) => {
+                for (i, c) in a.iter().enumerate() {
+                    let mut p = path.clone();
+                    p.push(i.to_string());
+                    stack.push((c, p));
+                }
+            }
+            Value::Object(o) => {
+                for (k, c) in o {
+                    let mut p = path.clone();
+                    p.push(k.clone());
+                    stack.push((c, p));
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn nested(levels: usize) -> Value {
+        let mut v = json!(1);
+        for _ in 0..levels {
+            v = json!({ "a": v });
+        }
+        v
+    }
+
+    #[test]
+    fn depth_counts_containers() {
+        assert_eq!(depth(&json!(1), MAX_DEPTH), 0);
+        assert_eq!(depth(&json!({}), MAX_DEPTH), 1);
+        assert_eq!(depth(&json!({ "a": { "b": [1] } }), MAX_DEPTH), 3);
+        assert_eq!(depth(&nested(64), 64), 64);
+        assert_eq!(depth(&nested(500), 64), 65, "stops looking past the limit");
+    }
+
+    #[test]
+    fn path_to_the_first_value_too_deep() {
+        assert_eq!(too_deep_path(&nested(64), 64), None);
+        let p = too_deep_path(&nested(66), 64).unwrap();
+        assert_eq!(p.len(), 64);
+        assert!(p.iter().all(|k| k == "a"));
+        let arr = json!({ "x": [[[1]]] });
+        assert_eq!(too_deep_path(&arr, 2), Some(vec!["x".into(), "0".into()]));
+    }
+}

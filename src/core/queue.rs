@@ -1,0 +1,157 @@
+//! The write queue: every change to a database (a user's write, a pull's merge, a push's
+//! acknowledgement, a catch-up with other tabs) takes a numbered turn, and turns run strictly in
+//! the order they were taken. A turn is taken when [`WriteQueue::turn`] is called, not when its
+//! future is first polled, so call order is the order that counts.
+//!
+//! One queue belongs to one storage (one IndexedDB database name, one memory store): several
+//! databases opened on the same storage in one tab share it, so their writes are ordered too.
+//!
+//! A turn that is dropped before it ran is skipped, so a cancelled caller cannot wedge the queue.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll, Waker};
+
+#[derive(Default)]
+struct State {
+    /// Turns handed out so far; the next turn gets this number.
+    issued: u64,
+    /// Turns finished (or skipped) so far: turn `n` may run when `done == n`.
+    done: u64,
+    /// Turns dropped before they ran; skipped when their number comes up.
+    abandoned: BTreeSet<u64>,
+    /// Parked turns by number.
+    waiting: BTreeMap<u64, Waker>,
+}
+
+impl State {
+    /// Moves past every abandoned turn at the front and wakes the turn whose number came up.
+    fn advance(&mut self) {
+        while self.abandoned.remove(&self.done) {
+            self.done += 1;
+        }
+        if let Some(w) = self.waiting.remove(&self.done) {
+            w.wake();
+        }
+    }
+}
+
+/// A FIFO queue of turns. Cheap to clone (shared state).
+#[derive(Clone, Default)]
+pub struct WriteQueue {
+    state: Rc<RefCell<State>>,
+}
+
+impl WriteQueue {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Takes the next turn now; the returned future resolves when every earlier turn has
+    /// finished, with a guard that ends the turn when dropped.
+    pub fn turn(&self) -> Turn {
+        let mut s = self.state.borrow_mut();
+        let number = s.issued;
+        s.issued += 1;
+        Turn {
+            queue: self.clone(),
+            number,
+            started: false,
+        }
+    }
+
+    /// Turns taken and not yet finished (for tests and diagnostics).
+    pub fn backlog(&self) -> u64 {
+        let s = self.state.borrow();
+        s.issued - s.done
+    }
+}
+
+/// A place in the queue. Await it to run; drop it to give the place up.
+pub struct Turn {
+    queue: WriteQueue,
+    number: u64,
+    started: bool,
+}
+
+impl Future for Turn {
+    type Output = TurnGuard;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<TurnGuard> {
+        let mut s = self.queue.state.borrow_mut();
+        if s.done == self.number {
+            s.waiting.remove(&self.number);
+            drop(s);
+            self.started = true;
+            return Poll::Ready(TurnGuard {
+                queue: self.queue.clone(),
+            });
+        }
+        s.waiting.insert(self.number, cx.waker().clone());
+        Poll::Pending
+    }
+}
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        if self.started {
+            return;
+        }
+        let mut s = self.queue.state.borrow_mut();
+        s.waiting.remove(&self.number);
+        s.abandoned.insert(self.number);
+        s.advance();
+    }
+}
+
+/// Held while a turn runs; the next turn starts when it is dropped.
+pub struct TurnGuard {
+    queue: WriteQueue,
+}
+
+impl Drop for TurnGuard {
+    fn drop(&mut self) {
+        let mut s = self.queue.state.borrow_mut();
+        s.done += 1;
+        s.advance();
+    }
+}
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod tests {
+    use super::*;
+    use futures::executor::LocalPool;
+    use futures::task::LocalSpawnExt;
+
+    /// Turns run in the order they were taken, even when their futures are polled in another
+    /// order, and a dropped turn is skipped.
+    #[test]
+    fn turns_run_in_the_order_taken() {
+        let q = WriteQueue::new();
+        let log = Rc::new(RefCell::new(Vec::new()));
+        let mut pool = LocalPool::new();
+        let turns: Vec<Turn> = (0..6).map(|_| q.turn()).collect();
+        let mut turns: Vec<Option<Turn>> = turns.into_iter().map(Some).collect();
+        drop(turns[3].take()); // given up before it ran
+                               // Spawn (and so first poll) in reverse order.
+        for i in (0..6).rev() {
+            if let Some(t) = turns[i].take() {
+                let log = log.clone();
+                pool.spawner()
+                    .spawn_local(async move {
+                        let _g = t.await;
+                        log.borrow_mut().push(i);
+                        // Yield while holding the turn: nobody may overtake.
+                        futures::future::ready(()).await;
+                    })
+                    .unwrap();
+            }
+        }
+        pool.run();
+        assert_eq!(*log.borrow(), vec![0, 1, 2, 4, 5]);
+        assert_eq!(q.backlog(), 0);
+    }
+}
