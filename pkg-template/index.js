@@ -2,7 +2,7 @@
 // write queue, storage) is Rust compiled to WebAssembly; this file defines models, validates rows
 // with the app's schema, checks input before it crosses into WebAssembly, and turns engine errors
 // into named Error classes.
-import initWasm, { initSync, Engine, MemoryStore, setFatalHandler, kick } from "./micro_sync.js";
+import initWasm, { initSync, Engine, MemoryStore, setFatalHandler, kick, resetIndexedDbQueue } from "./micro_sync.js";
 
 // ---------------------------------------------------------------- limits (see README "Limits")
 /** Nesting of arrays and objects in a row or a `where` (the engine enforces the same number). */
@@ -529,6 +529,7 @@ class SyncOrm {
   #repos = new Map();
   #listeners = new Set();
   #closed = false;
+  #storage;
   #storageName = null;
   #detector;
   #loop = null;
@@ -569,6 +570,7 @@ class SyncOrm {
       const intervalMs = checkInterval(engine.intervalMs ?? 30_000, "engine.intervalMs");
       this.#loop = new SyncEngine(this, { intervalMs, networkDetector: this.#detector });
     }
+    this.#storage = storage;
     if (storage.kind === "indexeddb") this.#storageName = storage.name;
     this.#ready =
       storage.kind === "indexeddb" && typeof indexedDB === "undefined"
@@ -695,7 +697,15 @@ class SyncOrm {
     try {
       this.#engine?.abandon();
     } catch {
-      // The engine is gone either way.
+      // The engine object may still be marked in use by the interrupted call: storage is let go
+      // when the page ends instead.
+    }
+    // Later ORMs on this storage must not queue behind the interrupted work.
+    try {
+      if (this.#storageName) resetIndexedDbQueue(this.#storageName);
+      else this.#storage.store.resetQueue();
+    } catch {
+      // Nothing queued.
     }
     for (const [name, set] of this.#subscribers) {
       const snapshot = this._status(name);

@@ -26,20 +26,14 @@ pub fn set_handler(handler: js_sys::Function) {
     HANDLER.with(|h| *h.borrow_mut() = Some(handler));
     static HOOK: std::sync::Once = std::sync::Once::new();
     HOOK.call_once(|| {
+        // Only the location: formatting the panic's message would pull every panic message's
+        // formatting code into the module.
         std::panic::set_hook(Box::new(|info| {
-            let message = match info.payload().downcast_ref::<&str>() {
-                Some(s) => (*s).to_string(),
-                None => info
-                    .payload()
-                    .downcast_ref::<String>()
-                    .cloned()
-                    .unwrap_or_else(|| "panic".into()),
-            };
             let at = info
                 .location()
                 .map(|l| format!(" at {}:{}", l.file(), l.line()))
                 .unwrap_or_default();
-            report(&format!("micro-sync engine panicked: {message}{at}"));
+            report(&format!("micro-sync engine panicked{at}"));
         }));
     });
 }

@@ -39,6 +39,20 @@ impl MemoryStore {
     pub fn new() -> MemoryStore {
         MemoryStore::default()
     }
+
+    /// Engines created on this store from now on get a new write queue (after one that held the
+    /// old queue trapped).
+    #[wasm_bindgen(js_name = resetQueue)]
+    pub fn reset_queue(&self) {
+        self.inner.reset_queue();
+    }
+}
+
+/// Engines opened on IndexedDB database `name` from now on get a new write queue (after one that
+/// held the old queue trapped).
+#[wasm_bindgen(js_name = resetIndexedDbQueue)]
+pub fn reset_indexed_db_queue(name: &str) {
+    crate::storage::indexeddb::reset_queue(name);
 }
 
 /// Installs the wrapper's `handler(message, engineId)`, called just before the module traps
@@ -429,11 +443,10 @@ impl Engine {
         })
     }
 
-    /// Gives up on this engine after a trap: refuses every call from now on, releases storage,
-    /// and gives later engines on the same storage a fresh write queue (this one's may be held
-    /// forever by the work the trap interrupted).
+    /// Gives up on this engine after a trap: refuses every call from now on and releases
+    /// storage. (The wrapper also resets the storage's write queue, which the interrupted work
+    /// may hold forever.)
     pub fn abandon(&self) {
         self.db.abandon();
-        self.db.storage().reset_queue();
     }
 }

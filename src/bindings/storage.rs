@@ -6,23 +6,13 @@ use crate::core::queue::WriteQueue;
 use crate::core::schema::{ModelDef, Schema};
 use crate::core::value::{Key, Row};
 use crate::error::Result;
-use crate::storage::indexeddb::{self, IdbStorage};
+use crate::storage::indexeddb::IdbStorage;
 use crate::storage::{Changes, Committed, Loaded, MemoryStorage, Storage};
 
 #[derive(Clone)]
 pub enum AnyStorage {
     Memory(MemoryStorage),
     IndexedDb(IdbStorage),
-}
-
-impl AnyStorage {
-    /// Later databases on this storage get a new write queue.
-    pub fn reset_queue(&self) {
-        match self {
-            AnyStorage::Memory(s) => s.reset_queue(),
-            AnyStorage::IndexedDb(s) => indexeddb::reset_queue(s.name()),
-        }
-    }
 }
 
 /// Forwards every method to the storage inside.

@@ -295,11 +295,6 @@ impl<S: Storage, V: Validator, R: Remote> Db<S, V, R> {
         }
     }
 
-    /// The storage this database runs on.
-    pub fn storage(&self) -> &S {
-        &self.storage
-    }
-
     /// The storage commit number this database's memory reflects.
     pub fn seq(&self) -> u64 {
         self.seq.get()

@@ -209,11 +209,6 @@ impl IdbStorage {
         }
     }
 
-    /// The database name.
-    pub fn name(&self) -> &str {
-        &self.inner.name
-    }
-
     /// The open connection, reopening (and upgrading) if a `versionchange` closed it.
     async fn db(&self) -> Result<Rc<Conn>> {
         if let Some(db) = self.inner.db.borrow().clone() {

@@ -4,7 +4,7 @@ import { z } from "zod";
 import * as v from "valibot";
 import {
   belongsTo, createIndexedDbStorage, createMemoryStorage, createSyncOrm, defineModel, hasMany, hasOne,
-  type SyncStatus, ValidationError,
+  EngineFailedError, type SyncStatus, type UnreadableRecord, ValidationError,
 } from "micro-sync";
 import { useSyncOrm } from "micro-sync/adapters/vue";
 
@@ -67,10 +67,14 @@ async function usage() {
   const pending = await db.pending();
   expectType<string>(pending[0].mutationId);
 
+  const unreadable: UnreadableRecord[] = await db.unreadable();
+  expectType<string>(unreadable[0].store);
+
   try {
     await u.insert({ values: { name: "x", active: true } });
   } catch (e) {
     if (e instanceof ValidationError) expectType<string[]>(e.issues[0].path);
+    if (e instanceof EngineFailedError) expectType<"EngineFailedError">(e.name);
   }
 
   // @ts-expect-error unknown model

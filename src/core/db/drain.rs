@@ -239,6 +239,8 @@ impl<S: Storage, V: Validator, R: Remote> Db<S, V, R> {
             })
             .await?;
         }
+        // In the order of the backend's answer, whoever found the problem.
+        skipped.sort_by_key(|i| i.path.first().and_then(|p| p.parse::<usize>().ok()));
         Ok((!skipped.is_empty()).then(|| {
             let first = &skipped[0];
             format!(
