@@ -1,7 +1,8 @@
 //! The input contract's limits: the same numbers bound what a write accepts and what a query may
 //! ask, so that whatever is written can be read back and no input can make a call run away.
-//! The JS wrapper mirrors [`MAX_DEPTH`] and [`MAX_PAYLOAD_BYTES`] (it checks them before the
-//! input crosses into WebAssembly); the rest is enforced here when a query is parsed.
+//! The JS wrapper mirrors [`MAX_DEPTH`] (it checks it before the input crosses into
+//! WebAssembly, where it also bounds the size of one call's JSON); the rest is enforced here when
+//! a query is parsed, and the depth again on every row a write or a pull stores.
 
 use serde_json::Value;
 
@@ -10,8 +11,9 @@ use serde_json::Value;
 /// levels, which stays well under the 128 levels the JSON reader accepts.
 pub const MAX_DEPTH: usize = 64;
 
-/// Field conditions plus `and` / `or` / `not` nodes in one `where` (relations' own `where`s
-/// count separately). Use `in` for long lists of alternatives.
+/// Field conditions, `and` / `or` / `not` nodes and empty `{}` objects in one `where` (relations'
+/// own `where`s count separately): an `or` of 999 single-field branches is 1,000. Use `in` for
+/// long lists of alternatives.
 pub const MAX_CONDITIONS: usize = 1_000;
 
 /// Values in one `in` / `nin` list. They are hashed, so a long list costs one lookup per row.
@@ -19,9 +21,6 @@ pub const MAX_LIST: usize = 100_000;
 
 /// Characters in one `like` / `ilike` / `fzlike` pattern.
 pub const MAX_PATTERN: usize = 10_000;
-
-/// JSON text of one call's input (rows of one `insert`, values of one `update`): 64 MiB.
-pub const MAX_PAYLOAD_BYTES: usize = 64 * 1024 * 1024;
 
 /// The nesting depth of `v` (a scalar is 0, `[]` and `{}` are 1), computed without recursion and
 /// without looking deeper than `max + 1`.

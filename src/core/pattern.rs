@@ -3,9 +3,10 @@
 //! `like` is SQL LIKE over Unicode scalar values: `%` matches any run (possibly empty), `_` exactly
 //! one character, and `\` escapes the next character (`\%`, `\_`, `\\`). The whole value must
 //! match. Matching never backtracks: the pattern is split at `%` into segments, and each segment
-//! is found at its leftmost possible position (correct for glob-style patterns) by a bit-parallel
-//! Shift-And scan. The whole match is one pass over the value with `pattern / 64` word
-//! operations per character: linear in the value for any pattern up to
+//! is found at its leftmost possible position (correct for glob-style patterns), by
+//! Knuth-Morris-Pratt when it is literal and by a bit-parallel Shift-And scan when it holds `_`.
+//! The whole match is one pass over the value: linear in the value (times `segment / 64` word
+//! operations per character for segments with `_`), for any pattern up to
 //! [`crate::core::limits::MAX_PATTERN`] characters.
 //!
 //! `ilike` folds both sides with a one-to-one lowercase mapping first. `fzlike` is a fuzzy match:
@@ -20,28 +21,69 @@ enum Tok {
     One,
 }
 
-/// One run of the pattern between `%` signs, with what a bit-parallel search needs: for each
-/// literal character, the positions where it may appear (`masks`), and the `_` positions (`any`).
+/// One run of the pattern between `%` signs, with what finding it needs: for a run of literal
+/// characters, the Knuth-Morris-Pratt failure table; for a run with `_` in it, the bit masks of a
+/// Shift-And search (for each literal character the positions where it may appear, and the `_`
+/// positions).
 #[derive(Clone, Debug)]
 struct Segment {
     toks: Vec<Tok>,
-    masks: HashMap<char, Vec<u64>>,
-    any: Vec<u64>,
+    search: Search,
+}
+
+#[derive(Clone, Debug)]
+enum Search {
+    Literal {
+        chars: Vec<char>,
+        failure: Vec<usize>,
+    },
+    Wildcards {
+        masks: HashMap<char, Vec<u64>>,
+        any: Vec<u64>,
+    },
 }
 
 impl Segment {
     fn new(toks: Vec<Tok>) -> Self {
-        let words = toks.len().div_ceil(64).max(1);
-        let mut masks: HashMap<char, Vec<u64>> = HashMap::new();
-        let mut any = vec![0u64; words];
-        for (i, t) in toks.iter().enumerate() {
-            let (w, bit) = (i / 64, 1u64 << (i % 64));
-            match t {
-                Tok::One => any[w] |= bit,
-                Tok::Lit(c) => masks.entry(*c).or_insert_with(|| vec![0; words])[w] |= bit,
+        let literal: Option<Vec<char>> = toks
+            .iter()
+            .map(|t| match t {
+                Tok::Lit(c) => Some(*c),
+                Tok::One => None,
+            })
+            .collect();
+        let search = match literal {
+            Some(chars) => {
+                // failure[i]: length of the longest proper prefix of chars[..=i] that is also
+                // its suffix.
+                let mut failure = vec![0; chars.len()];
+                let mut k = 0;
+                for i in 1..chars.len() {
+                    while k > 0 && chars[i] != chars[k] {
+                        k = failure[k - 1];
+                    }
+                    if chars[i] == chars[k] {
+                        k += 1;
+                    }
+                    failure[i] = k;
+                }
+                Search::Literal { chars, failure }
             }
-        }
-        Segment { toks, masks, any }
+            None => {
+                let words = toks.len().div_ceil(64).max(1);
+                let mut masks: HashMap<char, Vec<u64>> = HashMap::new();
+                let mut any = vec![0u64; words];
+                for (i, t) in toks.iter().enumerate() {
+                    let (w, bit) = (i / 64, 1u64 << (i % 64));
+                    match t {
+                        Tok::One => any[w] |= bit,
+                        Tok::Lit(c) => masks.entry(*c).or_insert_with(|| vec![0; words])[w] |= bit,
+                    }
+                }
+                Search::Wildcards { masks, any }
+            }
+        };
+        Segment { toks, search }
     }
 
     fn len(&self) -> usize {
@@ -57,31 +99,49 @@ impl Segment {
             })
     }
 
-    /// The leftmost position in `text[from..to]` where the whole segment matches. Shift-And over
-    /// the segment's bit masks: one pass over the text, `len / 64` word operations per character,
-    /// whatever the input (no backtracking).
+    /// The leftmost position in `text[from..to]` where the whole segment matches, in one pass
+    /// over the text whatever the input: KMP for literal runs, and for runs with `_` a Shift-And
+    /// scan costing `len / 64` word operations per character (no backtracking either way).
     fn find(&self, text: &[char], from: usize, to: usize) -> Option<usize> {
         let m = self.len();
         if m == 0 {
             return Some(from);
         }
-        let words = self.any.len();
-        let last = (m - 1) / 64;
-        let last_bit = 1u64 << ((m - 1) % 64);
-        let mut state = vec![0u64; words];
-        for (i, c) in text.iter().enumerate().take(to).skip(from) {
-            let mask = self.masks.get(c);
-            let mut carry = 1u64; // a match may start at every position
-            for (w, s) in state.iter_mut().enumerate() {
-                let shifted = (*s << 1) | carry;
-                carry = *s >> 63;
-                *s = shifted & (self.any[w] | mask.map_or(0, |m| m[w]));
+        match &self.search {
+            Search::Literal { chars, failure } => {
+                let mut k = 0;
+                for (i, c) in text.iter().enumerate().take(to).skip(from) {
+                    while k > 0 && *c != chars[k] {
+                        k = failure[k - 1];
+                    }
+                    if *c == chars[k] {
+                        k += 1;
+                        if k == m {
+                            return Some(i + 1 - m);
+                        }
+                    }
+                }
+                None
             }
-            if state[last] & last_bit != 0 {
-                return Some(i + 1 - m);
+            Search::Wildcards { masks, any } => {
+                let last = (m - 1) / 64;
+                let last_bit = 1u64 << ((m - 1) % 64);
+                let mut state = vec![0u64; any.len()];
+                for (i, c) in text.iter().enumerate().take(to).skip(from) {
+                    let mask = masks.get(c);
+                    let mut carry = 1u64; // a match may start at every position
+                    for (w, s) in state.iter_mut().enumerate() {
+                        let shifted = (*s << 1) | carry;
+                        carry = *s >> 63;
+                        *s = shifted & (any[w] | mask.map_or(0, |m| m[w]));
+                    }
+                    if state[last] & last_bit != 0 {
+                        return Some(i + 1 - m);
+                    }
+                }
+                None
             }
         }
-        None
     }
 }
 
@@ -397,10 +457,40 @@ mod tests {
         assert!(p("").matches("anything"));
     }
 
+    /// Long segments: KMP for literal runs, and several 64-bit words of Shift-And state for runs
+    /// with `_`, against the reference.
+    #[test]
+    fn long_segments_agree_with_reference() {
+        let value = format!("{}c{}", "ab".repeat(120), "ab".repeat(90));
+        for p in [
+            format!("%{}c%", "ab".repeat(100)),
+            format!("%{}_b%", "ab".repeat(100)),
+            format!("%{}%{}%", "ab".repeat(70), "ab".repeat(80)),
+            format!("%{}%{}%", "ab".repeat(70), "ab".repeat(95)),
+            format!("%a{}c{}", "_".repeat(130), "ab".repeat(90)),
+            format!("%aab{}%", "ab".repeat(10)),
+            format!("%{}%", "abaab"),
+        ] {
+            assert_eq!(like(&p, &value), like_reference(&p, &value), "{p}");
+        }
+    }
+
     proptest! {
         #[test]
         fn like_agrees_with_reference(p in "[ab%_\\\\]{0,8}", v in "[ab_%]{0,10}") {
             prop_assert_eq!(like(&p, &v), like_reference(&p, &v), "pattern {:?} value {:?}", p, v);
+        }
+
+        /// Segments long enough to span several state words, over values built to nearly match.
+        #[test]
+        fn long_patterns_agree_with_reference(
+            parts in proptest::collection::vec(("[ab_]{60,80}", any::<bool>()), 1..3),
+            reps in 20usize..40,
+            tail in "[abc]{0,4}",
+        ) {
+            let p: String = parts.iter().map(|(seg, gap)| format!("{}{seg}", if *gap { "%" } else { "" })).collect::<String>() + "%";
+            let v = format!("{}{tail}", "ab".repeat(reps * 2));
+            prop_assert_eq!(like(&p, &v), like_reference(&p, &v), "pattern {:?}", p);
         }
     }
 }

@@ -123,6 +123,30 @@ impl Filter {
         }
     }
 
+    /// An `or` of its branches; one whose branches all test one field for equality is that
+    /// field's hashed `in` (one lookup per row instead of one test per branch).
+    fn or(subs: Vec<Filter>) -> Filter {
+        let field = match subs.first() {
+            Some(Filter::Field(f, Op::Eq(_))) if subs.len() > 1 => f,
+            _ => return Filter::Or(subs),
+        };
+        let same = subs
+            .iter()
+            .all(|s| matches!(s, Filter::Field(f, Op::Eq(_)) if f == field));
+        if !same {
+            return Filter::Or(subs);
+        }
+        let field = field.clone();
+        let values = subs
+            .into_iter()
+            .filter_map(|s| match s {
+                Filter::Field(_, Op::Eq(v)) => Some(v),
+                _ => None,
+            })
+            .collect();
+        Filter::Field(field, Op::In(ValueSet::new(values)))
+    }
+
     /// Top-level conditions that every match must satisfy (the conjuncts), for index planning.
     pub fn conjuncts(&self) -> Vec<&Filter> {
         match self {
@@ -168,6 +192,11 @@ impl Filter {
             }
             Ok(())
         };
+        if obj.is_empty() {
+            // `{}` matches everything; in an `and` / `or` it still costs a test per row.
+            count(conditions, 1)?;
+            return Ok(Filter::All);
+        }
         let mut parts = Vec::with_capacity(obj.len());
         for (key, val) in obj {
             match key.as_str() {
@@ -178,7 +207,7 @@ impl Filter {
                             kind(val)
                         )));
                     };
-                    count(conditions, 1 + items.len())?;
+                    count(conditions, 1)?;
                     let subs = items
                         .iter()
                         .map(|i| Filter::parse_object(model, Some(i), conditions))
@@ -186,7 +215,7 @@ impl Filter {
                     parts.push(if key == "and" {
                         Filter::And(subs)
                     } else {
-                        Filter::Or(subs)
+                        Filter::or(subs)
                     });
                 }
                 "not" => {

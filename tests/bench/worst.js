@@ -41,13 +41,13 @@ export async function runWorst() {
   if (rows.length !== 0) throw new Error("like answer is wrong");
   out.like10k = ms1;
 
-  // like: 5,000-character segments, 200 rows of 20,000 characters that almost match.
+  // like: two ~5,000-character segments over 200 rows of 20,000 characters: the second nearly
+  // matches at every place and never fits (each run of "xy" is 2 characters too short).
   await repo.delete({ where: {} });
-  const seg = "xy".repeat(2_500);
-  // The third segment nearly matches at every place after the second, and never fits.
-  const almost = `${"xy".repeat(5_000)}${"xy".repeat(2_499)}xz${"xy".repeat(2_499)}x`;
+  const seg = "xy".repeat(2_495);
+  const almost = seg + `${"xy".repeat(2_494)}z`.repeat(3);
   await repo.insert({ values: Array.from({ length: 200 }, (_, i) => ({ id: i, s: almost })) });
-  [ms1, rows] = await time(() => repo.select({ where: { s: { like: `%${seg}%${seg}%${seg}%` } }, fields: ["id"] }));
+  [ms1, rows] = await time(() => repo.select({ where: { s: { like: `%${seg}%${seg}%` } }, fields: ["id"] }));
   if (rows.length !== 0) throw new Error("segment like answer is wrong");
   out.like5kx200 = ms1;
 
@@ -58,6 +58,10 @@ export async function runWorst() {
   [ms1, rows] = await time(() => repo.select({ where: { or }, fields: ["id"] }));
   if (rows.length !== 999) throw new Error(`or answer is wrong: ${rows.length}`);
   out.or1000 = ms1;
+  const mixed = Array.from({ length: 999 }, (_, i) => (i % 2 ? { s: `v${i * 7}` } : { n: 1_000 + i }));
+  [ms1, rows] = await time(() => repo.select({ where: { or: mixed }, fields: ["id"] }));
+  if (rows.length !== 499) throw new Error(`mixed or answer is wrong: ${rows.length}`);
+  out.or1000mixed = ms1;
   const list = Array.from({ length: 100_000 }, (_, i) => i * 3);
   [ms1, rows] = await time(() => repo.count({ where: { id: { in: list } } }));
   if (rows !== 3_334) throw new Error(`in answer is wrong: ${rows}`);

@@ -1,0 +1,12 @@
+import { chromium } from "playwright-core";
+import { CHROMIUM_ARGS } from "../js/harness.mjs";
+import { startServer } from "../../www/server.mjs";
+const server = await startServer(0);
+const origin = `http://127.0.0.1:${server.address().port}`;
+const browser = await chromium.launch({ executablePath: "/usr/bin/chromium", args: CHROMIUM_ARGS });
+const context = await browser.newContext();
+const page = await context.newPage();
+await page.goto(`${origin}/tests/bench/page.html`);
+const out = await page.evaluate(async () => (await import("/tests/bench/worst.js")).runWorst());
+console.log(JSON.stringify(Object.fromEntries(Object.entries(out).map(([k, v]) => [k, +v.toFixed(1)]))));
+await browser.close(); server.close();
