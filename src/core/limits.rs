@@ -22,29 +22,21 @@ pub const MAX_LIST: usize = 100_000;
 /// Characters in one `like` / `ilike` / `fzlike` pattern.
 pub const MAX_PATTERN: usize = 10_000;
 
-/// The nesting depth of `v` (a scalar is 0, `[]` and `{}` are 1), computed without recursion and
-/// without looking deeper than `max + 1`.
-pub fn depth(v: &Value, max: usize) -> usize {
-    let mut deepest = 0;
-    let mut stack: Vec<(&Value, usize)> = vec![(v, 0)];
-    while let Some((v, d)) = stack.pop() {
-        let children: Box<dyn Iterator<Item = &Value>> = match v {
-            Value::Array(a) => Box::new(a.iter()),
-            Value::Object(o) => Box::new(o.values()),
-            _ => continue,
-        };
-        let here = d + 1;
-        deepest = deepest.max(here);
-        if here > max {
-            return here;
-        }
-        stack.extend(children.map(|c| (c, here)));
+/// Whether `v` nests arrays and objects more than `max` levels deep (a scalar is 0 levels, `[]`
+/// and `{}` are 1). No allocation; the recursion is bounded by `max + 1`.
+pub fn too_deep(v: &Value, max: usize) -> bool {
+    match v {
+        Value::Array(a) => max == 0 || a.iter().any(|c| too_deep(c, max - 1)),
+        Value::Object(o) => max == 0 || o.values().any(|c| too_deep(c, max - 1)),
+        _ => false,
     }
-    deepest
 }
 
 /// The path (keys and indexes) to the first value nested deeper than `max`, if any.
 pub fn too_deep_path(v: &Value, max: usize) -> Option<Vec<String>> {
+    if !too_deep(v, max) {
+        return None;
+    }
     let mut stack: Vec<(&Value, Vec<String>)> = vec![(v, Vec::new())];
     while let Some((v, path)) = stack.pop() {
         if path.len() >= max && matches!(v, Value::Array(_) | Value::Object(_)) {
@@ -86,11 +78,13 @@ mod tests {
 
     #[test]
     fn depth_counts_containers() {
-        assert_eq!(depth(&json!(1), MAX_DEPTH), 0);
-        assert_eq!(depth(&json!({}), MAX_DEPTH), 1);
-        assert_eq!(depth(&json!({ "a": { "b": [1] } }), MAX_DEPTH), 3);
-        assert_eq!(depth(&nested(64), 64), 64);
-        assert_eq!(depth(&nested(500), 64), 65, "stops looking past the limit");
+        assert!(!too_deep(&json!(1), 0));
+        assert!(too_deep(&json!({}), 0));
+        assert!(!too_deep(&json!({}), 1));
+        assert!(too_deep(&json!({ "a": { "b": [1] } }), 2));
+        assert!(!too_deep(&json!({ "a": { "b": [1] } }), 3));
+        assert!(!too_deep(&nested(64), 64));
+        assert!(too_deep(&nested(500), 64));
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! IndexedDB storage (wasm32 only), through `indexed_db_futures`.
+//! IndexedDB storage (wasm32 only), through `indexed_db_futures` (reads, opening) and, where it
+//! does not reach, `web_sys` (see [`raw`]).
 //!
 //! Layout: one object store per model (keyPath = primary key, plus one IndexedDB index per
 //! declared index), the outbox store `_pendingSync` (keyPath `mutationId`), the change log
@@ -12,8 +13,16 @@
 //! connection closes itself on `versionchange`, so another tab's upgrade is never blocked for
 //! long; the next operation here reopens.
 //!
-//! The upgrade step uses `web_sys` directly: adding an index to an *existing* store needs the
-//! upgrade transaction, which `indexed_db_futures` 0.6 does not expose.
+//! ## The commit check
+//! A commit on base `b` writes the change log record `b + 1` with `add`, as the first request of
+//! its transaction: if another connection committed `b + 1` already, that `add` fails, the
+//! transaction aborts and nothing is written (`Stale`). The transaction is committed at once,
+//! without waiting for any read. That check is exact as long as record `b + 1` cannot have been
+//! trimmed, which holds when this connection confirmed `b` as the latest number recently
+//! ([`FRESH_MS`]) and records are trimmed only once older than [`TRIM_AGE_MS`] (and beyond the
+//! last [`KEEP_CHANGES`]). Otherwise the commit first asks for any record after `b`.
+
+mod raw;
 
 use super::{
     Changes, Committed, Loaded, Storage, Unreadable, CHANGES_STORE, KEEP_CHANGES, META_STORE,
@@ -28,12 +37,12 @@ use crate::error::{Error, Result};
 use indexed_db_futures::database::Database;
 use indexed_db_futures::error::{DomException, Error as IdbError, OpenDbError};
 use indexed_db_futures::prelude::*;
-use indexed_db_futures::transaction::{TransactionFinishKind, TransactionMode};
 use indexed_db_futures::KeyRange;
+use raw::{js_err, monotonic_ms};
 use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
 use serde_json::Value;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 use wasm_bindgen::prelude::*;
@@ -54,6 +63,12 @@ pub fn reset_queue(name: &str) {
 /// How often opening re-checks the layout after an upgrade before giving up.
 const MAX_UPGRADES: usize = 8;
 
+/// A commit skips the "anyone after my base?" read when this connection confirmed its base as
+/// the latest commit number less than this long ago (see the module docs).
+const FRESH_MS: f64 = 20_000.0;
+/// Change log records are trimmed only once older than this (and beyond [`KEEP_CHANGES`]).
+const TRIM_AGE_MS: f64 = 60_000.0;
+
 #[derive(Clone)]
 pub struct IdbStorage {
     inner: Rc<Inner>,
@@ -63,6 +78,8 @@ struct Inner {
     name: String,
     db: RefCell<Option<Rc<Conn>>>,
     schema: RefCell<Option<Schema>>,
+    /// The latest commit number this connection saw, and when (`performance.now()`).
+    confirmed: Cell<Option<(u64, f64)>>,
 }
 
 fn dom_name(e: &DomException) -> String {
@@ -96,16 +113,6 @@ fn open_err(e: OpenDbError) -> Error {
     match e {
         OpenDbError::Base(b) => idb_err(b),
         other => Error::storage(format!("IndexedDB is not available: {other}")),
-    }
-}
-
-fn js_err(e: JsValue) -> Error {
-    match e.dyn_ref::<web_sys::DomException>() {
-        Some(d) => Error::Storage {
-            dom_name: Some(d.name()),
-            message: d.message(),
-        },
-        None => Error::storage(format!("{e:?}")),
     }
 }
 
@@ -182,6 +189,9 @@ fn stringify_one(v: &JsValue) -> std::result::Result<String, String> {
 #[derive(serde::Serialize, serde::Deserialize)]
 struct LogRecord {
     seq: u64,
+    /// When it was written (`Date.now()`), for trimming.
+    #[serde(default)]
+    at: f64,
     changes: ChangeSet,
 }
 
@@ -205,6 +215,7 @@ impl IdbStorage {
                 name: name.to_string(),
                 db: RefCell::new(None),
                 schema: RefCell::new(None),
+                confirmed: Cell::new(None),
             }),
         }
     }
@@ -223,19 +234,37 @@ impl IdbStorage {
         self.connect(&schema).await
     }
 
+    /// Opens both connections. The write connection is opened first: it closes itself on
+    /// `versionchange`, so waiting for the read connection behind another tab's upgrade cannot
+    /// deadlock; the read connection gets its `versionchange` watcher before anything else is
+    /// awaited. If an upgrade came between the two opens, both are opened again.
     async fn connect(&self, schema: &Schema) -> Result<Rc<Conn>> {
         let name = self.inner.name.as_str();
         for _ in 0..MAX_UPGRADES {
-            let db = Database::open(name).await.map_err(open_err)?;
-            if !missing_parts(&db, schema)? {
-                let db = Rc::new(Conn(db));
-                self.watch_version_changes(&db)?;
-                *self.inner.db.borrow_mut() = Some(db.clone());
-                return Ok(db);
+            let writer = raw::open(name).await?;
+            let db = match Database::open(name).await.map_err(open_err) {
+                Ok(db) => db,
+                Err(e) => {
+                    writer.close();
+                    return Err(e);
+                }
+            };
+            let conn = Rc::new(Conn { db, writer });
+            if let Err(e) = self.watch_version_changes(&conn) {
+                conn.shut();
+                return Err(e);
             }
-            let version = db.version() + 1.0;
-            db.close();
-            match upgrade(name, version, &layout(schema)).await {
+            if conn.writer.version() != conn.db.version() {
+                continue; // upgraded in between: the write connection closed itself
+            }
+            if !missing_parts(&conn.db, schema)? {
+                *self.inner.db.borrow_mut() = Some(conn.clone());
+                return Ok(conn);
+            }
+            let version = conn.db.version() + 1.0;
+            conn.shut();
+            drop(conn);
+            match raw::upgrade(name, version, &layout(schema)).await {
                 Ok(()) => {}
                 // Another tab upgraded past that version meanwhile: look again.
                 Err(Error::Storage {
@@ -252,11 +281,15 @@ impl IdbStorage {
     /// Lets go of this connection when another tab asks to upgrade, so that tab is never blocked
     /// for long: the connection closes as soon as in-flight transactions finish (see [`Conn`]).
     fn watch_version_changes(&self, db: &Rc<Conn>) -> Result<()> {
-        let mut listener = db.0.version_changes().map_err(idb_err)?;
+        let mut listener = db.db.version_changes().map_err(idb_err)?;
         let inner = Rc::downgrade(&self.inner);
         let watched = Rc::downgrade(db);
         wasm_bindgen_futures::spawn_local(async move {
             if listener.recv().await.is_some() {
+                // Closed now: transactions in flight still finish, new ones go to a new connection.
+                if let Some(conn) = watched.upgrade() {
+                    conn.shut();
+                }
                 if let Some(inner) = inner.upgrade() {
                     let Ok(mut slot) = inner.db.try_borrow_mut() else {
                         return;
@@ -276,7 +309,7 @@ impl IdbStorage {
     /// Every record of one store.
     async fn read_all(&self, store_name: &str) -> Result<Vec<JsValue>> {
         let db = self.db().await?;
-        let tx = db.0.transaction(store_name).build().map_err(idb_err)?;
+        let tx = db.db.transaction(store_name).build().map_err(idb_err)?;
         let store = tx.object_store(store_name).map_err(idb_err)?;
         store
             .get_all()
@@ -289,13 +322,24 @@ impl IdbStorage {
     }
 }
 
-/// An open connection that closes itself when the last user drops it.
-struct Conn(Database);
+/// The open connections (reads through `indexed_db_futures`, writes through `web_sys`), closed
+/// when the last user drops them.
+struct Conn {
+    db: Database,
+    writer: web_sys::IdbDatabase,
+}
+
+impl Conn {
+    fn shut(&self) {
+        // `Database::close` consumes the handle; a clone refers to the same JS connection.
+        self.db.clone().close();
+        self.writer.close();
+    }
+}
 
 impl Drop for Conn {
     fn drop(&mut self) {
-        // `Database::close` consumes the handle; a clone refers to the same JS connection.
-        self.0.clone().close();
+        self.shut();
     }
 }
 
@@ -326,69 +370,6 @@ fn missing_parts(db: &Database, schema: &Schema) -> Result<bool> {
     Ok(false)
 }
 
-/// Opens `name` at `version`, creating every missing store and index in the upgrade transaction.
-async fn upgrade(name: &str, version: f64, layout: &[(String, String, Vec<String>)]) -> Result<()> {
-    let factory: web_sys::IdbFactory =
-        js_sys::Reflect::get(&js_sys::global(), &JsValue::from_str("indexedDB"))
-            .ok()
-            .and_then(|f| f.dyn_into().ok())
-            .ok_or_else(|| Error::storage("IndexedDB is not available in this environment"))?;
-    let req = factory.open_with_f64(name, version).map_err(js_err)?;
-    let layout = layout.to_vec();
-    let on_upgrade = Closure::once(
-        move |ev: web_sys::IdbVersionChangeEvent| -> std::result::Result<(), JsValue> {
-            let req: web_sys::IdbOpenDbRequest = ev.target().ok_or("no target")?.unchecked_into();
-            let db: web_sys::IdbDatabase = req.result()?.unchecked_into();
-            let tx = req.transaction().ok_or("no upgrade transaction")?;
-            let names = db.object_store_names();
-            for (store, key_path, indexes) in &layout {
-                let os = if names.contains(store) {
-                    tx.object_store(store)?
-                } else {
-                    let params = web_sys::IdbObjectStoreParameters::new();
-                    params.set_key_path(&JsValue::from_str(key_path));
-                    db.create_object_store_with_optional_parameters(store, &params)?
-                };
-                let have = os.index_names();
-                for ix in indexes {
-                    if !have.contains(ix) {
-                        os.create_index_with_str(ix, ix)?;
-                    }
-                }
-            }
-            Ok(())
-        },
-    );
-    req.set_onupgradeneeded(Some(on_upgrade.as_ref().unchecked_ref()));
-    let done = js_sys::Promise::new(&mut |resolve, reject| {
-        let ok_req = req.clone();
-        let on_success = Closure::once_into_js(move |_: web_sys::Event| {
-            if let Ok(db) = ok_req.result() {
-                db.unchecked_into::<web_sys::IdbDatabase>().close();
-            }
-            let _ = resolve.call0(&JsValue::NULL);
-        });
-        let err_req = req.clone();
-        let on_error = Closure::once_into_js(move |_: web_sys::Event| {
-            let err = err_req
-                .error()
-                .ok()
-                .flatten()
-                .map_or(JsValue::from_str("upgrade failed"), JsValue::from);
-            let _ = reject.call1(&JsValue::NULL, &err);
-        });
-        req.set_onsuccess(Some(on_success.unchecked_ref()));
-        req.set_onerror(Some(on_error.unchecked_ref()));
-    });
-    // `blocked` needs no handler: every micro-sync connection closes itself on `versionchange`,
-    // after which the upgrade proceeds on its own.
-    wasm_bindgen_futures::JsFuture::from(done)
-        .await
-        .map_err(js_err)?;
-    drop(on_upgrade);
-    Ok(())
-}
-
 /// The latest commit number given the keys of the change log (ascending).
 fn latest(keys: &[JsValue]) -> u64 {
     keys.last()
@@ -398,16 +379,91 @@ fn latest(keys: &[JsValue]) -> u64 {
 
 /// Why a transaction did not commit, by DOMException name; a failed `add` of a row is the
 /// constraint error the insert contract names.
-fn tx_error(e: Option<IdbError>) -> Error {
-    match e.map(idb_err) {
-        Some(Error::Storage {
-            dom_name: Some(n),
-            message,
-        }) if n == "ConstraintError" => Error::Constraint(format!(
-            "a row with that primary key already exists in storage (written by another tab or database); use update to change it ({message})"
+fn tx_error(e: Option<web_sys::DomException>) -> Error {
+    match e {
+        Some(d) if d.name() == "ConstraintError" => Error::Constraint(format!(
+            "a row with that primary key already exists in storage (written by another tab or database); use update to change it ({})",
+            d.message()
         )),
-        Some(e) => e,
+        Some(d) => js_err(d.into()),
         None => Error::storage("the transaction was aborted"),
+    }
+}
+
+impl IdbStorage {
+    fn confirm(&self, seq: u64) {
+        self.inner.confirmed.set(Some((seq, monotonic_ms())));
+    }
+
+    /// Issues every request of `batch` in `tx` (the log record first, see the module docs).
+    fn fill(
+        tx: &web_sys::IdbTransaction,
+        batch: &Batch,
+        record: &JsValue,
+    ) -> Result<web_sys::IdbRequest> {
+        let log = tx.object_store(CHANGES_STORE).map_err(js_err)?;
+        let log_req = log.add(record).map_err(js_err)?;
+        let rows: Vec<&Row> = batch
+            .rows
+            .iter()
+            .filter_map(|op| op.row().map(|r| &**r))
+            .collect();
+        let rows: js_sys::Array = to_js(&rows)?.unchecked_into();
+        let mut next_row = 0;
+        for op in &batch.rows {
+            let store = tx.object_store(op.model()).map_err(js_err)?;
+            match op {
+                RowOp::Insert { .. } => store.add(&rows.get(next_row)),
+                RowOp::Put { .. } => store.put(&rows.get(next_row)),
+                RowOp::Delete { key, .. } => store.delete(&key_js(key)),
+            }
+            .map_err(js_err)?;
+            if op.row().is_some() {
+                next_row += 1;
+            }
+        }
+        if batch.touches_outbox() {
+            let store = tx.object_store(OUTBOX_STORE).map_err(js_err)?;
+            let entries: js_sys::Array = to_js(&batch.outbox_put)?.unchecked_into();
+            for e in entries.iter() {
+                store.put(&e).map_err(js_err)?;
+            }
+            for id in &batch.outbox_delete {
+                store.delete(&JsValue::from_str(id)).map_err(js_err)?;
+            }
+        }
+        Ok(log_req)
+    }
+
+    /// Deletes change log records that are both beyond the last [`KEEP_CHANGES`] and older than
+    /// [`TRIM_AGE_MS`]. In the background: a failure only keeps them longer.
+    fn trim_later(&self, seq: u64) {
+        if seq % 100 != 0 || seq <= KEEP_CHANGES {
+            return;
+        }
+        let this = self.clone();
+        wasm_bindgen_futures::spawn_local(async move {
+            let Ok(db) = this.db().await else { return };
+            let cut = JsValue::from_f64((seq - KEEP_CHANGES) as f64);
+            let mode = web_sys::IdbTransactionMode::Readwrite;
+            let Ok(tx) = db.writer.transaction_with_str_and_mode(CHANGES_STORE, mode) else {
+                return;
+            };
+            let Ok(store) = tx.object_store(CHANGES_STORE) else {
+                return;
+            };
+            let Ok(req) = store.get(&cut) else { return };
+            let at = raw::request(&req)
+                .await
+                .and_then(|r| js_sys::Reflect::get(&r, &JsValue::from_str("at")).ok())
+                .and_then(|a| a.as_f64());
+            if at.is_some_and(|at| js_sys::Date::now() - at > TRIM_AGE_MS) {
+                if let Ok(range) = web_sys::IdbKeyRange::upper_bound_with_open(&cut, false) {
+                    let _ = store.delete(&range);
+                }
+            }
+            let _ = raw::commit(&tx).await;
+        });
     }
 }
 
@@ -440,10 +496,11 @@ impl Storage for IdbStorage {
         keys: &[Key],
     ) -> Result<Loaded<Row>> {
         let db = self.db().await?;
-        let tx =
-            db.0.transaction(model.name.as_str())
-                .build()
-                .map_err(idb_err)?;
+        let tx = db
+            .db
+            .transaction(model.name.as_str())
+            .build()
+            .map_err(idb_err)?;
         let store = tx.object_store(&model.name).map_err(idb_err)?;
         let index = if field == model.primary_key {
             None
@@ -473,10 +530,11 @@ impl Storage for IdbStorage {
     /// The outbox and the latest commit number, in one read-only transaction.
     async fn load_outbox(&self) -> Result<(Loaded<OutboxEntry>, u64)> {
         let db = self.db().await?;
-        let tx =
-            db.0.transaction([OUTBOX_STORE, CHANGES_STORE])
-                .build()
-                .map_err(idb_err)?;
+        let tx = db
+            .db
+            .transaction([OUTBOX_STORE, CHANGES_STORE])
+            .build()
+            .map_err(idb_err)?;
         let outbox = tx.object_store(OUTBOX_STORE).map_err(idb_err)?;
         let changes = tx.object_store(CHANGES_STORE).map_err(idb_err)?;
         let entries = outbox.get_all().primitive().map_err(idb_err)?;
@@ -498,12 +556,14 @@ impl Storage for IdbStorage {
         loaded
             .items
             .sort_by(|a, b| a.mutation_id.cmp(&b.mutation_id));
-        Ok((loaded, latest(&keys)))
+        let seq = latest(&keys);
+        self.confirm(seq);
+        Ok((loaded, seq))
     }
 
     async fn load_outbox_entries(&self, ids: &[String]) -> Result<Loaded<OutboxEntry>> {
         let db = self.db().await?;
-        let tx = db.0.transaction(OUTBOX_STORE).build().map_err(idb_err)?;
+        let tx = db.db.transaction(OUTBOX_STORE).build().map_err(idb_err)?;
         let store = tx.object_store(OUTBOX_STORE).map_err(idb_err)?;
         let mut requests = Vec::with_capacity(ids.len());
         for id in ids {
@@ -526,7 +586,7 @@ impl Storage for IdbStorage {
 
     async fn changes_since(&self, seq: u64) -> Result<Changes> {
         let db = self.db().await?;
-        let tx = db.0.transaction(CHANGES_STORE).build().map_err(idb_err)?;
+        let tx = db.db.transaction(CHANGES_STORE).build().map_err(idb_err)?;
         let store = tx.object_store(CHANGES_STORE).map_err(idb_err)?;
         // From our own record on: it must still be there, or the log no longer reaches back.
         let range = KeyRange::LowerBound(JsValue::from_f64(seq as f64), false);
@@ -559,6 +619,9 @@ impl Storage for IdbStorage {
             changes.seq = r.seq;
             changes.add(r.changes);
         }
+        if changes.complete {
+            self.confirm(changes.seq);
+        }
         Ok(changes)
     }
 
@@ -572,101 +635,69 @@ impl Storage for IdbStorage {
             stores.push(OUTBOX_STORE);
         }
         stores.push(CHANGES_STORE);
-        let rows: Vec<&Row> = batch
-            .rows
-            .iter()
-            .filter_map(|op| op.row().map(|r| &**r))
-            .collect();
-        let row_values: js_sys::Array = to_js(&rows)?.unchecked_into();
-        let outbox_values: js_sys::Array = to_js(&batch.outbox_put)?.unchecked_into();
+        let names: js_sys::Array = stores.iter().map(|s| JsValue::from_str(s)).collect();
         let seq = base + 1;
         let record = to_js(&LogRecord {
             seq,
+            at: js_sys::Date::now(),
             changes: batch.change_set(),
         })?;
-
-        // Requests go out when built, so their own futures are dropped unawaited: a failed request
-        // aborts the transaction, and `done` below reports it.
-        let tx =
-            db.0.transaction(stores.as_slice())
-                .with_mode(TransactionMode::Readwrite)
-                .build()
-                .map_err(idb_err)?;
-        let done = tx.on_done().map_err(idb_err)?;
-        let log = tx.object_store(CHANGES_STORE).map_err(idb_err)?;
-        // Anyone who committed after `base` left a record with a higher number.
-        let newer = log
-            .get_key::<JsValue, _>(KeyRange::LowerBound(JsValue::from_f64(base as f64), true))
-            .primitive()
-            .map_err(idb_err)?;
-        let mut next_row = 0;
-        for op in &batch.rows {
-            let store = tx.object_store(op.model()).map_err(idb_err)?;
-            match op {
-                RowOp::Insert { .. } => {
-                    drop(
-                        store
-                            .add(row_values.get(next_row))
-                            .primitive()
-                            .map_err(idb_err)?,
-                    );
-                    next_row += 1;
-                }
-                RowOp::Put { .. } => {
-                    drop(
-                        store
-                            .put(row_values.get(next_row))
-                            .primitive()
-                            .map_err(idb_err)?,
-                    );
-                    next_row += 1;
-                }
-                RowOp::Delete { key, .. } => {
-                    drop(store.delete(key_js(key)).primitive().map_err(idb_err)?);
-                }
+        let mode = web_sys::IdbTransactionMode::Readwrite;
+        let tx = db
+            .writer
+            .transaction_with_str_sequence_and_mode(&names, mode)
+            .map_err(js_err)?;
+        let fresh = self
+            .inner
+            .confirmed
+            .get()
+            .is_some_and(|(s, t)| s == base && monotonic_ms() - t < FRESH_MS);
+        if !fresh {
+            // Not confirmed lately: first ask whether anyone committed after `base`.
+            let after = JsValue::from_f64(base as f64);
+            let newer = web_sys::IdbKeyRange::lower_bound_with_open(&after, true)
+                .and_then(|range| tx.object_store(CHANGES_STORE)?.get_key(&range))
+                .map_err(js_err)?;
+            let found = raw::request(&newer).await;
+            if found.is_none_or(|k| !k.is_undefined()) {
+                let _ = tx.abort();
+                self.inner.confirmed.set(None);
+                return Ok(Committed::Stale);
             }
         }
-        if batch.touches_outbox() {
-            let store = tx.object_store(OUTBOX_STORE).map_err(idb_err)?;
-            for v in outbox_values.iter() {
-                drop(store.put(v).primitive().map_err(idb_err)?);
+        let log_req = match Self::fill(&tx, batch, &record) {
+            Ok(r) => r,
+            Err(e) => {
+                // A request could not even be made (a key missing, a value not cloneable): write
+                // none of them.
+                let _ = tx.abort();
+                return Err(e);
             }
-            for id in &batch.outbox_delete {
-                drop(store.delete(id.as_str()).primitive().map_err(idb_err)?);
-            }
+        };
+        if raw::commit(&tx).await {
+            self.confirm(seq);
+            self.trim_later(seq);
+            return Ok(Committed::Done(seq));
         }
-        drop(log.add(record).primitive().map_err(idb_err)?);
-        if seq % 100 == 0 && seq > KEEP_CHANGES {
-            let old = KeyRange::UpperBound(JsValue::from_f64((seq - KEEP_CHANGES) as f64), false);
-            drop(log.delete::<JsValue, _>(old).primitive().map_err(idb_err)?);
-        }
-        if let Ok(Some(_)) = newer.await {
-            // Planned on an old view: write nothing, let the caller catch up and plan again.
-            let _ = tx.abort().await;
+        let log_failed = log_req.error().ok().flatten();
+        if log_failed.is_some_and(|e| e.name() == "ConstraintError") {
+            // Someone committed `base + 1` first.
+            self.inner.confirmed.set(None);
             return Ok(Committed::Stale);
         }
-        // No explicit commit: the transaction commits once its requests are done, and `done`
-        // tells how it ended while `tx` can still say why.
-        match done.await {
-            TransactionFinishKind::Ok => Ok(Committed::Done(seq)),
-            TransactionFinishKind::Abort => Err(tx_error(tx.error())),
-            // A failed request's `error` event comes before the abort that records why.
-            TransactionFinishKind::Err => {
-                tx.on_done().map_err(idb_err)?.await;
-                Err(tx_error(tx.error()))
-            }
-        }
+        Err(tx_error(tx.error()))
     }
 
     fn close(&self) {
-        // Closes the connection now for new transactions; ones in flight finish first.
+        // Closes the connections now for new transactions; ones in flight finish first.
         if let Ok(mut slot) = self.inner.db.try_borrow_mut() {
             if let Some(conn) = slot.take() {
-                conn.0.clone().close();
+                conn.shut();
             }
         }
         if let Ok(mut schema) = self.inner.schema.try_borrow_mut() {
             *schema = None;
         }
+        self.inner.confirmed.set(None);
     }
 }
