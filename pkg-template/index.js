@@ -927,11 +927,9 @@ class SyncOrm {
       return Object.freeze({ online: this.#detector.isOnline(), engineRunning: false, syncing: false, pendingCount: 0, lastError: this.#fatal.message, lastSyncedAt: null });
     }
     let cached = this.#statusCache.get(model);
-    if (!cached && this.#engine && !this.#closed) {
+    if ((!cached || cached.dirty) && this.#engine && !this.#closed) {
       try {
-        const text = this.#sync(() => this.#engine.status(model));
-        cached = { json: text, snapshot: Object.freeze(JSON.parse(text)) };
-        this.#statusCache.set(model, cached);
+        cached = this.#snapshot(model);
       } catch {
         // Not open yet: the default snapshot below.
       }
@@ -940,6 +938,19 @@ class SyncOrm {
       cached?.snapshot ??
       Object.freeze({ online: this.#detector.isOnline(), engineRunning: false, syncing: false, pendingCount: 0, lastError: null, lastSyncedAt: null })
     );
+  }
+
+  /** The model's status from the engine; the previous snapshot object while it is unchanged. */
+  #snapshot(model) {
+    const text = this.#sync(() => this.#engine.status(model));
+    const cached = this.#statusCache.get(model);
+    if (cached?.json === text) {
+      cached.dirty = false;
+      return cached;
+    }
+    const fresh = { json: text, snapshot: Object.freeze(JSON.parse(text)), dirty: false };
+    this.#statusCache.set(model, fresh);
+    return fresh;
   }
 
   _subscribe(model, listener) {
@@ -970,12 +981,16 @@ class SyncOrm {
       try {
         this.#announce();
         for (const name of this.#models.keys()) {
-          const text = this.#sync(() => this.#engine.status(name));
-          const cached = this.#statusCache.get(name);
-          if (cached?.json === text) continue;
-          const snapshot = Object.freeze(JSON.parse(text));
-          this.#statusCache.set(name, { json: text, snapshot });
-          for (const fn of [...(this.#subscribers.get(name) ?? [])]) this.#callListener(fn, snapshot);
+          const listeners = this.#subscribers.get(name);
+          if (!listeners?.size) {
+            // Nobody listens: recomputed when next asked for.
+            const cached = this.#statusCache.get(name);
+            if (cached) cached.dirty = true;
+            continue;
+          }
+          const before = this.#statusCache.get(name)?.snapshot;
+          const { snapshot } = this.#snapshot(name);
+          if (snapshot !== before) for (const fn of [...listeners]) this.#callListener(fn, snapshot);
         }
       } catch {
         // The engine failed: _fail told the subscribers.

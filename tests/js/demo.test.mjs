@@ -94,6 +94,8 @@ test("closing the page mid-drain loses nothing and applies nothing twice", async
   await env.page("/", ctx).then((p) => p.evaluate(() => fetch("/api/test/delay", { method: "POST", body: JSON.stringify({ ms: 0 }) })).then(() => p.close()));
 
   page = await openDemo(ctx);
+  // Before the database is open the status cannot know the pending count yet: ask the outbox.
+  await page.waitForFunction(async () => (await window.demo.sync.db.pending()).length === 0, null, { timeout: 20000 });
   await waitPending(page, 0);
   assert.equal(await count(`select count(*) as n from mutations`), before + 11, "every acknowledged write arrived exactly once");
   assert.equal(await count(`select count(*) as n from rows where model = 'tasks' and data->>'title' like 'acknowledged %'`), 10);

@@ -185,14 +185,17 @@ fn stringify_one(v: &JsValue) -> std::result::Result<String, String> {
     }
 }
 
-/// One change log record as stored.
+/// One change log record as stored. The change set is kept as JSON text: a record is written
+/// with every commit, and a flat object with a string costs the browser far less to clone than
+/// nested arrays.
 #[derive(serde::Serialize, serde::Deserialize)]
 struct LogRecord {
     seq: u64,
     /// When it was written (`Date.now()`), for trimming.
     #[serde(default)]
     at: f64,
-    changes: ChangeSet,
+    /// The [`ChangeSet`] as JSON.
+    changes: String,
 }
 
 /// What the database must contain: (store, key path, indexes).
@@ -617,7 +620,10 @@ impl Storage for IdbStorage {
         }
         for r in records {
             changes.seq = r.seq;
-            changes.add(r.changes);
+            match serde_json::from_str::<ChangeSet>(&r.changes) {
+                Ok(set) => changes.add(set),
+                Err(_) => changes.complete = false, // read everything again instead
+            }
         }
         if changes.complete {
             self.confirm(changes.seq);
@@ -637,10 +643,12 @@ impl Storage for IdbStorage {
         stores.push(CHANGES_STORE);
         let names: js_sys::Array = stores.iter().map(|s| JsValue::from_str(s)).collect();
         let seq = base + 1;
+        let changes = serde_json::to_string(&batch.change_set())
+            .map_err(|e| Error::storage(e.to_string()))?;
         let record = to_js(&LogRecord {
             seq,
             at: js_sys::Date::now(),
-            changes: batch.change_set(),
+            changes,
         })?;
         let mode = web_sys::IdbTransactionMode::Readwrite;
         let tx = db
