@@ -18,7 +18,7 @@ mod drain;
 pub use drain::DrainReport;
 
 use super::batch::Batch;
-use super::engine::Engine;
+use super::engine::{Engine, Returning};
 use super::outbox::{OutboxEntry, OUTBOX_STORE};
 use super::query::{Filter, Op, Select};
 use super::queue::{Turn, WriteQueue};
@@ -34,6 +34,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
+use std::rc::Rc;
 
 /// Validates rows against their model's schema.
 #[allow(async_fn_in_trait)]
@@ -702,19 +703,14 @@ impl<S: Storage, V: Validator, R: Remote> Db<S, V, R> {
     ) -> Result<Vec<Value>> {
         let ret = self.engine.borrow().parse_returning(model, returning)?;
         let _turn = turn.await;
-        self.check_open()?;
-        let models = Engine::returning_models(&ret);
-        for _ in 0..MAX_ATTEMPTS {
-            self.ensure_loaded(&models).await?;
-            let now = (self.env.now)();
-            let rows = self.engine.borrow().prepare_insert(model, values, now)?;
-            let rows = self.validate(model, rows).await?;
-            let (batch, affected) = self.engine.borrow().build_insert(model, rows, now)?;
-            if self.try_commit(&batch).await? {
-                return self.engine.borrow().returning(&ret, &affected);
-            }
-        }
-        Err(too_busy())
+        let now = (self.env.now)();
+        self.write_validated(
+            &ret,
+            model,
+            |engine| engine.prepare_insert(model, values, now),
+            |engine, rows| engine.build_insert(model, rows, now),
+        )
+        .await
     }
 
     pub fn update<'a>(
@@ -738,19 +734,35 @@ impl<S: Storage, V: Validator, R: Remote> Db<S, V, R> {
         let filter = self.required_filter(model, where_, "update")?;
         let ret = self.engine.borrow().parse_returning(model, returning)?;
         let _turn = turn.await;
+        let now = (self.env.now)();
+        self.write_validated(
+            &ret,
+            model,
+            |engine| engine.plan_update(model, &filter, values),
+            |engine, rows| engine.build_update(model, rows, values, now),
+        )
+        .await
+    }
+
+    /// A write whose rows go through the schema: `plan` proposes the rows, the validator checks
+    /// them (asynchronously), `build` turns the validated rows into a batch. All of it again
+    /// after catching up when storage moved on. The caller holds a turn.
+    async fn write_validated(
+        &self,
+        ret: &Returning,
+        model: &str,
+        plan: impl Fn(&Engine) -> Result<Vec<Value>>,
+        build: impl Fn(&Engine, Vec<Value>) -> Result<(Batch, Vec<Rc<Row>>)>,
+    ) -> Result<Vec<Value>> {
         self.check_open()?;
-        let models = Engine::returning_models(&ret);
+        let models = Engine::returning_models(ret);
         for _ in 0..MAX_ATTEMPTS {
             self.ensure_loaded(&models).await?;
-            let rows = self.engine.borrow().plan_update(model, &filter, values)?;
+            let rows = plan(&self.engine.borrow())?;
             let rows = self.validate(model, rows).await?;
-            let now = (self.env.now)();
-            let (batch, affected) = self
-                .engine
-                .borrow()
-                .build_update(model, rows, values, now)?;
+            let (batch, affected) = build(&self.engine.borrow(), rows)?;
             if self.try_commit(&batch).await? {
-                return self.engine.borrow().returning(&ret, &affected);
+                return self.engine.borrow().returning(ret, &affected);
             }
         }
         Err(too_busy())

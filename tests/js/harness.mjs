@@ -40,3 +40,43 @@ export async function launch({ api = null } = {}) {
     },
   };
 }
+
+/**
+ * Registers one node:test test per case of a browser-side suite (`tests/js/<file>`, whose
+ * `cases` are `async "name"(kind)` methods and whose `run(kind, name)` runs one), for each storage
+ * kind, all in one page; then checks the page threw nothing uncaught.
+ */
+export async function browserSuite(file, { test, before, after, assert, minCases }) {
+  const { readFile } = await import("node:fs/promises");
+  let env;
+  let page;
+  before(async () => {
+    env = await launch();
+    page = await env.page();
+  });
+  after(async () => env?.close());
+  // Case names are read from the module's source so each becomes its own test.
+  const source = await readFile(new URL(`./${file}`, import.meta.url), "utf8");
+  const names = [...source.matchAll(/^  async "([^"]+)"\(kind\)/gm)].map((m) => m[1]);
+  assert.ok(names.length >= minCases, `${file}: suite cases found`);
+  for (const kind of ["memory", "indexeddb"]) {
+    for (const name of names) {
+      test(`${kind}: ${name}`, async () => {
+        const error = await page.evaluate(
+          async ([file, kind, name]) => {
+            try {
+              const suite = await import(`/tests/js/${file}`);
+              await suite.run(kind, name);
+              return null;
+            } catch (e) {
+              return `${e.name}: ${e.message}`;
+            }
+          },
+          [file, kind, name],
+        );
+        assert.equal(error, null);
+      });
+    }
+  }
+  test("no uncaught errors in the page", () => assert.deepEqual(env.errors, []));
+}
