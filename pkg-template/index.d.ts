@@ -193,7 +193,7 @@ export interface SyncOrm<M extends ModelsInput = ModelsInput> {
    * Stored records that could not be decoded (written by another version, or corrupted): they
    * stay in storage, are skipped by reads, and are listed here.
    */
-  unreadable(): Promise<UnreadableRecord[]>;
+  unreadable(): Promise<UnreadableDataError[]>;
   /** Drops a pending write and rolls it back; rejects with SyncError while it is being pushed. */
   discardPending(mutationId: string): Promise<void>;
   retryPending(mutationId: string): Promise<void>;
@@ -249,11 +249,12 @@ export class EngineFailedError extends MicroSyncError {
   readonly name: "EngineFailedError";
 }
 
-export interface UnreadableRecord {
+/** A stored record that could not be decoded; it is left in storage and skipped. */
+export class UnreadableDataError extends MicroSyncError {
+  readonly name: "UnreadableDataError";
   /** The model (or `_pendingSync` for the outbox) whose store holds it. */
-  store: string;
-  key: Key | null;
-  message: string;
+  readonly store: string;
+  readonly key: Key | null;
 }
 
 // ------------------------------------------------------------------ sync

@@ -70,6 +70,7 @@ export const QuotaExceededError = errorClass("QuotaExceededError");
 export const DatabaseClosedError = errorClass("DatabaseClosedError");
 export const SyncError = errorClass("SyncError");
 export const EngineFailedError = errorClass("EngineFailedError");
+export const UnreadableDataError = errorClass("UnreadableDataError");
 const ERRORS = { ValidationError, QueryError, UnknownModelError, ConstraintError, StorageError, QuotaExceededError, DatabaseClosedError, SyncError, EngineFailedError };
 
 /** An engine error as an instance of its named class (keeps name, message, details). */
@@ -87,7 +88,9 @@ function named(e) {
 // ---------------------------------------------------------------- traps
 // A trap (a panic, running out of memory) leaves the module's work for one engine unfinished. The
 // module reports it just before (see src/bindings/fatal.rs); the engine's ORM then rejects every
-// pending and later call with EngineFailedError and lets go of its locks. Other ORMs keep working.
+// pending and later call with EngineFailedError and lets go of its locks. So do the other ORMs of
+// this tab on the same storage, whose writes would wait forever behind the interrupted one; ORMs
+// on other storages keep working, and new ORMs get a fresh write queue.
 const liveOrms = new Set();
 let lastFatal = null;
 
@@ -620,6 +623,11 @@ class SyncOrm {
     return this.#engine?.id ?? 0;
   }
 
+  /** ORMs with the same key share a write queue (one IndexedDB database, or one memory store). */
+  get _storageKey() {
+    return this.#storageName !== null ? `idb:${this.#storageName}` : this.#storage;
+  }
+
   /**
    * Runs `call(engine)` now (before the engine exists: as soon as it does, in call order) and
    * settles with its promise; rejects with the named error it failed with, or with
@@ -676,13 +684,16 @@ class SyncOrm {
    * The engine trapped: reject every call in progress and from now on, stop the loop, let go of
    * the outbox lock and the channel, and release storage. A new createSyncOrm works.
    */
-  _fail(cause) {
+  _fail(cause, sibling = false) {
     if (this.#fatal) return;
     this.#fatal = new EngineFailedError(
-      `the micro-sync engine failed (${messageOf(cause)}); this database cannot be used any more: create a new one with createSyncOrm()`,
+      sibling
+        ? `another database on the same storage in this tab failed (${messageOf(cause)}), and this one's writes queue behind it: create a new one with createSyncOrm()`
+        : `the micro-sync engine failed (${messageOf(cause)}); this database cannot be used any more: create a new one with createSyncOrm()`,
       { cause },
     );
     liveOrms.delete(this);
+    if (!sibling) for (const orm of [...liveOrms]) if (orm._storageKey === this._storageKey) orm._fail(cause, true);
     for (const reject of this.#inflight) reject(this.#fatal);
     this.#inflight.clear();
     for (const [, , reject] of this.#startup.splice(0)) reject(this.#fatal);
@@ -899,11 +910,13 @@ class SyncOrm {
 
   /**
    * Stored records that could not be decoded (written by another version, or corrupted): they are
-   * left in storage, skipped, and listed here as `{ store, key, message }`.
+   * left in storage, skipped, and listed here as UnreadableDataError objects with `store` and `key`.
    */
   async unreadable() {
     await this.#ready;
-    return JSON.parse(this.#sync(() => this.#engine.unreadable()));
+    return JSON.parse(this.#sync(() => this.#engine.unreadable())).map(
+      ({ store, key, message }) => new UnreadableDataError(`a stored "${store}" record (key ${JSON.stringify(key)}) cannot be read and was set aside: ${message}`, { store, key }),
+    );
   }
 
   /** Drops a pending write and rolls its local change back (refused while it is being pushed). */

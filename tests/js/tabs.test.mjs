@@ -205,9 +205,10 @@ test("messages on the channel that are not micro-sync's are ignored; real ones s
   await context.close();
 });
 
-test("a WebAssembly trap fails only its database: calls reject with EngineFailedError, its lock is released, a new ORM works", async () => {
+test("a WebAssembly trap fails only its database: calls reject with EngineFailedError, its lock is released, a new ORM works", async (t) => {
   // WebAssembly memory capped at 48 MiB so that a large write runs the module out of memory.
   const browser = await chromium.launch({ executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium", args: [...CHROMIUM_ARGS, "--js-flags=--wasm-max-mem-pages=768"] });
+  t.after(() => browser.close());
   const context = await browser.newContext();
   const page = await context.newPage();
   const errors = [];
@@ -225,12 +226,18 @@ test("a WebAssembly trap fails only its database: calls reject with EngineFailed
     const storage = ms.createIndexedDbStorage({ name });
     const first = ms.createSyncOrm({ storage, models: { notes }, engine: { intervalMs: 60_000, networkDetector: online } });
     await first.model("notes").insert({ values: { id: "kept", text: "small" } }); // its push hangs: first holds the outbox lock
+    // Another ORM on the same database shares first's write queue; one on another database does not.
+    const sibling = ms.createSyncOrm({ storage, models: { notes } });
+    const plain = ms.defineModel("notes", { primaryKey: "id" });
+    const elsewhere = ms.createSyncOrm({ storage: ms.createMemoryStorage(), models: { notes: plain } });
+    await Promise.all([sibling.ready, elsewhere.ready]);
     const huge = "z".repeat(16 * 1024 * 1024);
     const results = await Promise.allSettled([
       first.model("notes").insert({ values: { id: "huge", text: huge } }),
       first.model("notes").insert({ values: { id: "after", text: "queued behind it" } }),
     ]);
-    const later = await Promise.allSettled([first.model("notes").count(), first.pending()]);
+    const later = await Promise.allSettled([first.model("notes").count(), first.pending(), sibling.model("notes").insert({ values: { id: "sib" } })]);
+    await elsewhere.model("notes").insert({ values: { id: "unaffected" } });
     await Promise.race([first.close(), new Promise((_, ko) => setTimeout(() => ko(new Error("close hung")), 3000))]);
     // A new ORM on the same database: takes the outbox lock and delivers the write kept before.
     hang = false;
@@ -240,18 +247,19 @@ test("a WebAssembly trap fails only its database: calls reject with EngineFailed
     const failure = results[0].reason;
     return {
       statuses: [...results, ...later].map((r) => (r.status === "fulfilled" ? "ok" : r.reason.name)),
+      elsewhere: await elsewhere.model("notes").count(),
       cause: String(failure?.cause?.message ?? failure?.cause),
       rows: (await second.model("notes").select({ orderBy: [{ field: "id" }] })).map((r) => r.id),
       pending: (await second.pending()).length,
       pushed: pushed.length,
     };
   }, dbName());
-  assert.deepEqual(out.statuses, ["EngineFailedError", "EngineFailedError", "EngineFailedError", "EngineFailedError"]);
+  assert.deepEqual(out.statuses, ["EngineFailedError", "EngineFailedError", "EngineFailedError", "EngineFailedError", "EngineFailedError"]);
+  assert.equal(out.elsewhere, 1, "an ORM on another storage keeps working");
   assert.match(out.cause, /memory/);
   assert.deepEqual(out.rows, ["kept", "new"], "the failed write left nothing; acknowledged writes are kept");
   assert.equal(out.pending, 0, "the new ORM got the outbox lock and pushed everything");
   assert.equal(out.pushed, 2);
-  await browser.close();
 });
 
 test("crypto.getRandomValues failing does not break writes (ids fall back to Math.random)", async () => {
@@ -273,5 +281,42 @@ test("crypto.getRandomValues failing does not break writes (ids fall back to Mat
     }
   });
   assert.deepEqual(result, [true, true]);
+  await page.context().close();
+});
+
+test("records that cannot be read are set aside and listed; everything else works", async () => {
+  const page = await env.page();
+  const name = dbName();
+  const out = await page.evaluate(async (name) => {
+    const ms = await import("micro-sync");
+    const items = ms.defineModel("items", { primaryKey: "id" });
+    const db = ms.createSyncOrm({ storage: ms.createIndexedDbStorage({ name }), models: { items } });
+    await db.model("items").insert({ values: [{ id: "a" }, { id: "b" }] });
+    await db.close();
+    // What another version or program could leave behind: a row nested 200 deep (beyond what
+    // JSON readers take), a row JSON cannot hold (a BigInt), a broken outbox entry.
+    let deep = 1;
+    for (let i = 0; i < 200; i++) deep = { a: deep };
+    const raw = await new Promise((ok, ko) => Object.assign(indexedDB.open(name), { onsuccess: (e) => ok(e.target.result), onerror: ko }));
+    const tx = raw.transaction(["items", "_pendingSync"], "readwrite");
+    tx.objectStore("items").put({ id: "deep", deep });
+    tx.objectStore("items").put({ id: "big", n: 10n });
+    tx.objectStore("_pendingSync").put({ mutationId: "01900000-0000-7000-8000-000000000001", model: "items" });
+    await new Promise((ok) => (tx.oncomplete = ok));
+    raw.close();
+    const again = ms.createSyncOrm({ storage: ms.createIndexedDbStorage({ name }), models: { items } });
+    const ids = (await again.model("items").select({ orderBy: [{ field: "id" }] })).map((r) => r.id);
+    await again.model("items").insert({ values: { id: "c" } });
+    const unreadable = (await again.unreadable()).map((e) => [e.name, e instanceof ms.MicroSyncError, e.store, e.key]);
+    return { ids, unreadable: unreadable.sort(), pending: (await again.pending()).length, lastError: again.model("items").getSyncStatus().lastError };
+  }, name);
+  assert.deepEqual(out.ids, ["a", "b"]);
+  assert.deepEqual(out.unreadable, [
+    ["UnreadableDataError", true, "_pendingSync", "01900000-0000-7000-8000-000000000001"],
+    ["UnreadableDataError", true, "items", "big"],
+    ["UnreadableDataError", true, "items", "deep"],
+  ]);
+  assert.equal(out.pending, 0);
+  assert.match(out.lastError, /set aside/);
   await page.context().close();
 });

@@ -4,7 +4,7 @@ import { z } from "zod";
 import * as v from "valibot";
 import {
   belongsTo, createIndexedDbStorage, createMemoryStorage, createSyncOrm, defineModel, hasMany, hasOne,
-  EngineFailedError, type SyncStatus, type UnreadableRecord, ValidationError,
+  EngineFailedError, type SyncStatus, UnreadableDataError, ValidationError,
 } from "micro-sync";
 import { useSyncOrm } from "micro-sync/adapters/vue";
 
@@ -67,8 +67,9 @@ async function usage() {
   const pending = await db.pending();
   expectType<string>(pending[0].mutationId);
 
-  const unreadable: UnreadableRecord[] = await db.unreadable();
+  const unreadable: UnreadableDataError[] = await db.unreadable();
   expectType<string>(unreadable[0].store);
+  expectType<"UnreadableDataError">(unreadable[0].name);
 
   try {
     await u.insert({ values: { name: "x", active: true } });
