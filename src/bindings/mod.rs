@@ -358,12 +358,6 @@ impl Engine {
         serde_json::to_string(&self.db.unreadable()).unwrap_or_else(|_| "[]".into())
     }
 
-    /// The mutation id whose push is in flight, if any.
-    #[wasm_bindgen(js_name = inFlight)]
-    pub fn in_flight(&self) -> Option<String> {
-        self.db.in_flight()
-    }
-
     /// Records whether the background loop runs (the loop itself lives in the wrapper).
     #[wasm_bindgen(js_name = setRunning)]
     pub fn set_running(&self, running: bool) -> Result<(), JsValue> {

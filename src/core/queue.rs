@@ -63,8 +63,9 @@ impl WriteQueue {
         }
     }
 
-    /// Turns taken and not yet finished (for tests and diagnostics).
-    pub fn backlog(&self) -> u64 {
+    /// Turns taken and not yet finished.
+    #[cfg(all(test, not(target_arch = "wasm32")))]
+    fn backlog(&self) -> u64 {
         let s = self.state.borrow();
         s.issued - s.done
     }

@@ -53,11 +53,6 @@ impl<S: Storage, V: Validator, R: Remote> Db<S, V, R> {
         result.map(|()| Some(report))
     }
 
-    /// The mutation id whose push is in flight, if any.
-    pub fn in_flight(&self) -> Option<String> {
-        self.in_flight.borrow().clone()
-    }
-
     async fn drain_loop(&self, force: bool, report: &mut DrainReport) -> Result<()> {
         let mut tried = HashSet::new();
         loop {
