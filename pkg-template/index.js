@@ -1,19 +1,17 @@
-// micro-sync: the public JavaScript API. The engine (queries, relations, write planning, the
-// write queue, storage) is Rust compiled to WebAssembly; this file defines models, validates rows
-// with the app's schema, checks input before it crosses into WebAssembly, and turns engine errors
-// into named Error classes.
-import initWasm, { initSync, Engine, MemoryStore, setFatalHandler, kick, resetIndexedDbQueue } from "./micro_sync.js";
+// micro-sync: the public JavaScript API, a facade. Everything that runs by itself is Rust compiled
+// to WebAssembly: queries, relations, write planning and the write queue, storage, and the sync
+// runtime (the outbox loop and its timers, online/offline events, the lock between tabs, the
+// channel to them, hook calls with their time limits, status snapshots and their subscribers).
+// This file defines models, validates rows with the app's schema, checks input before it crosses
+// into WebAssembly, and turns engine errors into named Error classes.
+import initWasm, { initSync, Database, MemoryStore, setFatalHandler, kick, resetIndexedDbQueue, watchNetwork } from "./micro_sync.js";
 
 // ---------------------------------------------------------------- limits (see README "Limits")
 /** Nesting of arrays and objects in a row or a `where` (the engine enforces the same number). */
 const MAX_DEPTH = 64;
 /** Characters of JSON one call may send into the engine (32 MiB of text). */
 const MAX_PAYLOAD_CHARS = 32 * 1024 * 1024;
-/** Changes are announced to other tabs at most this often (ms); the first one goes out at once. */
-const ANNOUNCE_MS = 8;
-/** How long a tab keeps the outbox lock after its last drain (see SyncOrm#holdLease). */
-const LEASE_IDLE_MS = 25;
-/** setTimeout / setInterval treat longer delays as 0. */
+/** Browser timers treat longer delays as 0. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
 const isNode = typeof process !== "undefined" && !!process.versions?.node && typeof window === "undefined";
 
@@ -356,29 +354,36 @@ export function createMemoryStorage() {
 }
 
 // ---------------------------------------------------------------- network
+/** Marks the detector createNetworkDetector returns: the engine then listens to the window itself. */
+const BROWSER_NETWORK = Symbol("micro-sync: the browser's network");
+
 /**
  * The browser's connectivity: `navigator.onLine` plus window `online`/`offline` events. A custom
  * detector is any `{ isOnline(): boolean, subscribe(listener): unsubscribe }`.
  */
 export function createNetworkDetector() {
-  const hasWindow = typeof window !== "undefined" && typeof window.addEventListener === "function";
   return {
+    [BROWSER_NETWORK]: true,
     isOnline: () => (typeof navigator !== "undefined" && typeof navigator.onLine === "boolean" ? navigator.onLine : true),
     subscribe(listener) {
-      if (!hasWindow) return () => {};
-      const on = () => listener(true);
-      const off = () => listener(false);
-      window.addEventListener("online", on);
-      window.addEventListener("offline", off);
+      if (typeof window === "undefined") return () => {};
+      let watch = null;
+      let stopped = false;
+      ensureWasm().then(() => {
+        if (!stopped) watch = watchNetwork((online) => listener(online));
+      });
       return () => {
-        window.removeEventListener("online", on);
-        window.removeEventListener("offline", off);
+        stopped = true;
+        watch?.free();
+        watch = null;
       };
     },
   };
 }
 
+/** The detector as the engine takes it: `undefined` for the browser's own events. */
 function checkDetector(d) {
+  if (d === undefined || d?.[BROWSER_NETWORK]) return undefined;
   if (!d || typeof d.isOnline !== "function" || typeof d.subscribe !== "function") {
     throw new QueryError("networkDetector must be { isOnline(): boolean, subscribe(listener): unsubscribe }");
   }
@@ -386,44 +391,29 @@ function checkDetector(d) {
 }
 
 function checkInterval(ms, what) {
-  if (!(typeof ms === "number" && ms > 0 && ms <= MAX_TIMER_MS)) {
+  if (!(typeof ms === "number" && ms >= 1 && ms <= MAX_TIMER_MS)) {
     throw new QueryError(`${what} must be a number of milliseconds between 1 and ${MAX_TIMER_MS} (about 24.8 days), got ${String(ms)}`);
   }
-  return ms;
+  return Math.round(ms);
 }
 
-/** How long a sync hook call may stay pending before it counts as failed (`sync.timeoutMs`). */
-const HOOK_TIMEOUT_MS = 30_000;
-
-/**
- * Calls `model.sync[hook](arg, { signal })`. A call still pending after `sync.timeoutMs` fails
- * (a transient failure for a push, a SyncError for a pull) and its signal is aborted, so a request
- * that never answers cannot hold the outbox queue.
- */
-function callHook(model, hook, arg) {
-  const ms = model.sync.timeoutMs ?? HOOK_TIMEOUT_MS;
-  const controller = new AbortController();
-  const call = (async () => model.sync[hook](arg, { signal: controller.signal }))();
-  if (!(ms <= MAX_TIMER_MS)) return call;
-  let timer;
-  const timedOut = new Promise((_, reject) => {
-    timer = setTimeout(() => {
-      const e = new Error(`sync.${hook} of "${model.name}" did not settle within ${ms} ms`);
-      e.name = "TimeoutError";
-      controller.abort(e);
-      reject(e);
-    }, ms);
+/** Pulled rows as JSON text `{ rows, issues }`: a row JSON cannot carry faithfully becomes `null`. */
+function checkPulled(rows) {
+  const issues = [];
+  const checked = rows.map((row, i) => {
+    try {
+      checkJson(row, [String(i)], (path, message) => {
+        throw { path: [...path], message };
+      });
+      return row;
+    } catch (issue) {
+      issues.push(issue);
+      return null;
+    }
   });
-  return Promise.race([call, timedOut]).finally(() => clearTimeout(timer));
+  return JSON.stringify({ rows: checked, issues });
 }
 
-/**
- * The outbox lock while a tab holds it: `release` lets it go, `timer` ends it when idle.
- */
-const newLease = (release) => ({ release, timer: null });
-
-/** An error thrown by a mutation hook is a rejection when it says it will never succeed. */
-const isPermanent = (e) => e != null && (e.retryable === false || e.permanent === true);
 const messageOf = (e) => (e instanceof Error ? e.message || e.name : typeof e === "string" ? e : JSON.stringify(e) ?? String(e));
 
 // ---------------------------------------------------------------- repositories and the ORM
@@ -438,17 +428,11 @@ class Repository {
   // Every method calls the engine before its first await, so the engine sees calls in the order
   // they were made (writes take effect in that order, awaited or not).
   #call(method, ...args) {
-    return this.#orm._invoke((engine) => engine[method](this.name, ...args));
+    return this.#orm._invoke((db) => db[method](this.name, ...args));
   }
 
   async #write(kind, ...args) {
-    const rows = JSON.parse(await this.#call(kind, ...args));
-    if (rows.length) {
-      this.#orm._changed(this.name);
-      // Optimistic write committed: try to push it now (a no-op offline or when nothing syncs).
-      if (typeof this.model.sync?.mutation === "function") this.#orm._drain(false).catch(() => {});
-    }
-    return rows;
+    return JSON.parse(await this.#call(kind, ...args));
   }
 
   /** Local read: `{ where, orderBy, limit, offset, fields, relations }`. */
@@ -503,9 +487,7 @@ class Repository {
     if (typeof this.model.sync?.query !== "function") {
       throw new QueryError(`model "${this.name}" has no sync.query hook to pull with`);
     }
-    const rows = JSON.parse(await this.#call("pull", q));
-    this.#orm._changed(this.name);
-    return rows;
+    return JSON.parse(await this.#call("pull", q));
   }
 
   /** The current sync status: a frozen object, replaced (never mutated) on every change. */
@@ -520,8 +502,11 @@ class Repository {
   }
 }
 
+const offlineDefault = () => (typeof navigator !== "undefined" && typeof navigator.onLine === "boolean" ? navigator.onLine : true);
+const statusOf = (online, lastError = null) => Object.freeze({ online, engineRunning: false, syncing: false, pendingCount: 0, lastError, lastSyncedAt: null });
+
 class SyncOrm {
-  #engine = null;
+  #db = null; // the engine's Database, once WebAssembly is loaded
   #startError = null; // why the engine could not be created
   #fatal = null; // the EngineFailedError once the engine trapped
   #startup = []; // calls made before the engine existed: [call, resolve, reject]
@@ -530,28 +515,10 @@ class SyncOrm {
   #models = new Map();
   #relationsSent = new Map();
   #repos = new Map();
-  #listeners = new Set();
+  #subs = new Set(); // status subscriptions ({ model }) and change listeners ({ model: null })
   #closed = false;
   #storage;
   #storageName = null;
-  #detector;
-  #loop = null;
-  #statusCache = new Map(); // model -> { json, snapshot }
-  #subscribers = new Map(); // model -> Set(listener)
-  #statusQueued = false;
-  #channel = null;
-  #announced = 0; // the commit number last announced to other tabs
-  #announceTimer = null;
-  #lastAnnounce = -Infinity;
-  #catchingUp = null;
-  #catchUpAgain = false;
-  #draining = null;
-  #drainAgain = false;
-  #forceAgain = false;
-  #pushing = 0; // mutation hooks running now
-  #lease = null; // see #holdLease: set while this tab holds the outbox lock
-  #leaseEnding = null;
-  #closing = new AbortController();
 
   constructor(opts) {
     const { storage = createMemoryStorage(), models, engine } = options(opts, "createSyncOrm");
@@ -568,17 +535,14 @@ class SyncOrm {
       throw new QueryError("createSyncOrm: storage must come from createIndexedDbStorage() or createMemoryStorage()");
     }
     if (engine !== undefined) options(engine, "createSyncOrm engine");
-    this.#detector = checkDetector(engine?.networkDetector ?? createNetworkDetector());
-    if (engine !== undefined) {
-      const intervalMs = checkInterval(engine.intervalMs ?? 30_000, "engine.intervalMs");
-      this.#loop = new SyncEngine(this, { intervalMs, networkDetector: this.#detector });
-    }
+    const detector = checkDetector(engine?.networkDetector);
+    const intervalMs = engine === undefined ? undefined : checkInterval(engine.intervalMs ?? 30_000, "engine.intervalMs");
     this.#storage = storage;
     if (storage.kind === "indexeddb") this.#storageName = storage.name;
     this.#ready =
       storage.kind === "indexeddb" && typeof indexedDB === "undefined"
         ? this.#startFailed(new StorageError("IndexedDB is not available here (server-side rendering or Node); use createMemoryStorage()"))
-        : this.#start(storage, list);
+        : this.#start(storage, list, intervalMs, detector);
     this.#ready.catch(() => {});
   }
 
@@ -588,39 +552,30 @@ class SyncOrm {
     throw e;
   }
 
-  async #start(storage, list) {
+  async #start(storage, list, intervalMs, detector) {
     try {
       await ensureWasm();
       const descs = JSON.stringify(list.map(describeModel));
-      const hooks = {
-        validate: makeValidator(this.#models),
-        push: (model, entryJson) => this.#push(model, entryJson),
-        pull: (model, queryJson) => this.#pull(model, queryJson),
-        changed: () => this.#queueStatus(),
-      };
-      this.#engine =
-        storage.kind === "memory" ? Engine.withMemory(descs, storage.store, hooks) : Engine.withIndexedDb(descs, storage.name, hooks);
+      const syncs = Object.fromEntries(list.filter((m) => m.sync).map((m) => [m.name, m.sync]));
+      const hooks = { validate: makeValidator(this.#models), checkPulled, syncs };
+      this.#db =
+        storage.kind === "memory"
+          ? Database.withMemory(descs, storage.store, hooks, intervalMs, detector)
+          : Database.withIndexedDb(descs, storage.name, hooks, intervalMs, detector);
     } catch (e) {
       return this.#startFailed(named(e));
     }
     liveOrms.add(this);
     for (const m of list) this.#relationsSent.set(m.name, m.relations);
+    for (const sub of this.#subs) this.#attach(sub);
     // Open first, then every call made meanwhile, in the order they were made.
-    const opened = this._invoke((engine) => engine.open());
+    const opened = this._invoke((db) => db.open());
     for (const [call, resolve, reject] of this.#startup.splice(0)) this._invoke(call).then(resolve, reject);
     await opened;
-    if (this.#closed) return;
-    this.#sync(() => this.#engine.setOnline(this.#detector.isOnline()));
-    this.#announced = this.#sync(() => this.#engine.seq());
-    if (this.#storageName && typeof BroadcastChannel === "function") {
-      this.#channel = new BroadcastChannel(`micro-sync:${this.#storageName}`);
-      this.#channel.onmessage = (e) => this.#onMessage(e.data);
-    }
-    this.#loop?.start();
   }
 
   get _engineId() {
-    return this.#engine?.id ?? 0;
+    return this.#db?.id ?? 0;
   }
 
   /** ORMs with the same key share a write queue (one IndexedDB database, or one memory store). */
@@ -629,20 +584,20 @@ class SyncOrm {
   }
 
   /**
-   * Runs `call(engine)` now (before the engine exists: as soon as it does, in call order) and
-   * settles with its promise; rejects with the named error it failed with, or with
+   * Runs `call(db)` now (before the engine exists: as soon as it does, in call order) and
+   * settles with its result; rejects with the named error it failed with, or with
    * EngineFailedError if the engine trapped meanwhile.
    */
   _invoke(call) {
     if (this.#fatal) return Promise.reject(this.#fatal);
-    if (!this.#engine) {
+    if (!this.#db) {
       if (this.#startError) return Promise.reject(this.#startError);
       return new Promise((resolve, reject) => this.#startup.push([call, resolve, reject]));
     }
     let promise;
     try {
       this.#sendRelations();
-      promise = call(this.#engine);
+      promise = Promise.resolve(call(this.#db));
     } catch (e) {
       return Promise.reject(this.#failure(e));
     }
@@ -665,7 +620,7 @@ class SyncOrm {
   #sync(call) {
     if (this.#fatal) throw this.#fatal;
     try {
-      return call();
+      return call(this.#db);
     } catch (e) {
       throw this.#failure(e);
     }
@@ -681,8 +636,8 @@ class SyncOrm {
   }
 
   /**
-   * The engine trapped: reject every call in progress and from now on, stop the loop, let go of
-   * the outbox lock and the channel, and release storage. A new createSyncOrm works.
+   * The engine trapped: reject every call in progress and from now on, and let the engine drop
+   * its listeners, timers, lock and channel and release storage. A new createSyncOrm works.
    */
   _fail(cause, sibling = false) {
     if (this.#fatal) return;
@@ -697,16 +652,8 @@ class SyncOrm {
     for (const reject of this.#inflight) reject(this.#fatal);
     this.#inflight.clear();
     for (const [, , reject] of this.#startup.splice(0)) reject(this.#fatal);
-    this.#loop?.stop();
-    this.#closing.abort();
-    clearTimeout(this.#lease?.timer);
-    this.#lease?.release();
-    this.#lease = null;
-    clearTimeout(this.#announceTimer);
-    this.#channel?.close();
-    this.#channel = null;
     try {
-      this.#engine?.abandon();
+      this.#db?.abandon();
     } catch {
       // The engine object may still be marked in use by the interrupted call: storage is let go
       // when the page ends instead.
@@ -718,181 +665,46 @@ class SyncOrm {
     } catch {
       // Nothing queued.
     }
-    for (const [name, set] of this.#subscribers) {
-      const snapshot = this._status(name);
-      for (const fn of [...set]) this.#callListener(fn, snapshot);
-    }
-  }
-
-  // Runs a model's mutation hook for one outbox entry; never throws into the engine.
-  async #push(modelName, entryJson) {
-    const model = this.#models.get(modelName);
-    const e = JSON.parse(entryJson);
-    this.#pushing++;
-    try {
-      await callHook(model, "mutation", { action: e.action, query: e.query, mutationId: e.mutationId, model: modelName });
-      return '{"done":true}';
-    } catch (err) {
-      return JSON.stringify(isPermanent(err) ? { reject: messageOf(err) } : { retry: messageOf(err) });
-    } finally {
-      this.#pushing--;
-    }
-  }
-
-  // Runs a model's query hook; rows JSON cannot carry faithfully are skipped with their issues.
-  async #pull(modelName, queryJson) {
-    const rows = await callHook(this.#models.get(modelName), "query", queryJson ? JSON.parse(queryJson) : {});
-    if (!Array.isArray(rows)) throw new TypeError(`sync.query of "${modelName}" must resolve to an array of rows`);
-    const issues = [];
-    const checked = rows.map((row, i) => {
+    // Status subscribers hear of the failure once; the engine can no longer tell them.
+    const subs = [...this.#subs].filter((s) => s.model !== null);
+    this.#subs.clear();
+    for (const { model, listener } of subs) {
       try {
-        checkJson(row, [String(i)], (path, message) => {
-          throw { path: [...path], message };
-        });
-        return row;
-      } catch (issue) {
-        issues.push(issue);
-        return null;
+        listener(this._status(model));
+      } catch (e) {
+        globalThis.reportError?.(e);
       }
-    });
-    return JSON.stringify({ rows: checked, issues });
-  }
-
-  // ------------------------------------------------------------ outbox draining
-  /**
-   * Drains the outbox if online. Only one tab drains at a time (Web Locks); within a tab, a drain
-   * requested while one runs makes the running one go round once more instead of starting another.
-   * While a push is in flight the caller is not made to wait for it: it may be that push's own hook
-   * calling (waiting would deadlock), and the running drain carries on after it anyway.
-   */
-  async _drain(force = false) {
-    await this.#ready;
-    if (this.#draining) {
-      this.#drainAgain = true;
-      this.#forceAgain ||= force;
-      return this.#pushing > 0 ? null : this.#draining;
     }
-    this.#draining = (async () => {
-      let report;
-      do {
-        const f = force || this.#forceAgain;
-        force = false;
-        this.#drainAgain = false;
-        this.#forceAgain = false;
-        report = await this.#drainOnce(f);
-      } while (this.#drainAgain && !this.#closed && !this.#fatal);
-      return report;
-    })();
-    try {
-      return await this.#draining;
-    } finally {
-      this.#draining = null;
-    }
-  }
-
-  async #drainOnce(force) {
-    if (this.#closed || this.#fatal || !this.#detector.isOnline()) return null;
-    let report;
-    try {
-      const lease = await this.#holdLease();
-      if (!lease) return null; // closed while waiting
-      // Another tab (or ORM) may have drained since this one looked: catch up with storage first,
-      // so no entry it already pushed is pushed again.
-      if (lease === "taken") await this.#catchUpNow();
-      const text = await this._invoke((engine) => engine.drain(force));
-      report = text ? JSON.parse(text) : null;
-    } finally {
-      this.#renewLease();
-    }
-    if (report?.rejected) for (const m of this.#syncedModels()) this._changed(m);
-    return report;
-  }
-
-  #syncedModels() {
-    return [...this.#models.values()].filter((m) => typeof m.sync?.mutation === "function").map((m) => m.name);
-  }
-
-  /**
-   * The outbox lock (Web Locks, one drainer across tabs) is held as a lease: taken by a drain,
-   * kept while drains follow each other, and let go LEASE_IDLE_MS after the last one. Pushes the
-   * backend acknowledged are deleted from storage with the next write's transaction while the
-   * lease runs, and at the latest when it ends, so a burst of writes costs one transaction each;
-   * the lock is released only after that, so no other tab can read an acknowledged entry back.
-   * Resolves with "taken" (the lock was just taken), "held" (this tab held it already), or null
-   * (closed while waiting).
-   */
-  async #holdLease() {
-    await this.#leaseEnding;
-    if (this.#lease) return "held";
-    const locks = typeof navigator !== "undefined" ? navigator.locks : undefined;
-    if (!locks || !this.#storageName) {
-      this.#lease = newLease(() => {});
-      return "taken";
-    }
-    return new Promise((granted, failed) => {
-      locks
-        .request(`micro-sync:${this.#storageName}:outbox`, { signal: this.#closing.signal }, () => {
-          if (this.#closed || this.#fatal) return granted(null);
-          return new Promise((release) => {
-            this.#lease = newLease(release);
-            granted("taken");
-          });
-        })
-        .catch((e) => (this.#closed || this.#fatal ? granted(null) : failed(e)));
-    });
-  }
-
-  #renewLease() {
-    const lease = this.#lease;
-    if (!lease) return;
-    clearTimeout(lease.timer);
-    lease.timer = setTimeout(() => this.#endLease(lease), LEASE_IDLE_MS);
-  }
-
-  async #endLease(lease) {
-    if (this.#lease !== lease) return;
-    if (this.#draining) return this.#renewLease(); // the drain renews it when it ends
-    this.#leaseEnding = (async () => {
-      try {
-        if (!this.#closed && !this.#fatal) await this._invoke((engine) => engine.flush());
-      } catch {
-        // Storage failed: the acknowledged entries stay in it and are only pushed again.
-      }
-      this.#lease = null;
-      lease.release();
-    })();
-    await this.#leaseEnding;
-    this.#leaseEnding = null;
   }
 
   /** Pushes every pending write now (ignoring backoff); resolves when each has been tried. */
   async retryPendingSync() {
-    await this._drain(true);
+    await this.#ready;
+    await this._invoke((db) => db.retryPendingSync());
   }
 
   /** Starts the background loop (see `createSyncOrm({ engine })`). */
   startEngine() {
-    this.#loop ??= new SyncEngine(this, { intervalMs: 30_000, networkDetector: this.#detector });
-    this.#loop.start();
+    this._startLoop(undefined, undefined);
   }
 
   /** Stops the background loop; writes stay queued until it starts again. */
   stopEngine() {
-    this.#loop?.stop();
+    this._invoke((db) => db.stopEngine()).catch(() => {});
   }
 
-  _setRunning(running) {
-    this.#ready.then(() => !this.#closed && !this.#fatal && this.#sync(() => this.#engine.setRunning(running))).catch(() => {});
+  _startLoop(intervalMs, detector) {
+    this._invoke((db) => db.startEngine(intervalMs, detector)).catch(() => {});
   }
 
-  _setOnline(online) {
-    this.#ready.then(() => !this.#closed && !this.#fatal && this.#sync(() => this.#engine.setOnline(online))).catch(() => {});
+  get _running() {
+    return !this.#fatal && !this.#closed && !!this.#db?.engineRunning;
   }
 
   /** Pending outbox entries, oldest first: `{ mutationId, model, action, key, attempts, lastError, ... }`. */
   async pending() {
     await this.#ready;
-    return JSON.parse(this.#sync(() => this.#engine.pending())).map((e) => {
+    return JSON.parse(this.#sync((db) => db.pending())).map((e) => {
       const keys = e.before.map((b) => b.key);
       return {
         mutationId: e.mutationId,
@@ -914,155 +726,52 @@ class SyncOrm {
    */
   async unreadable() {
     await this.#ready;
-    return JSON.parse(this.#sync(() => this.#engine.unreadable())).map(
+    return JSON.parse(this.#sync((db) => db.unreadable())).map(
       ({ store, key, message }) => new UnreadableDataError(`a stored "${store}" record (key ${JSON.stringify(key)}) cannot be read and was set aside: ${message}`, { store, key }),
     );
   }
 
   /** Drops a pending write and rolls its local change back (refused while it is being pushed). */
   async discardPending(mutationId) {
-    await this.#ready;
-    const model = JSON.parse(this.#sync(() => this.#engine.pending())).find((e) => e.mutationId === mutationId)?.model;
-    await this._invoke((engine) => engine.discardPending(String(mutationId)));
-    if (model) this._changed(model);
+    await this._invoke((db) => db.discardPending(String(mutationId)));
   }
 
   /** Clears a pending write's backoff and pushes now. */
   async retryPending(mutationId) {
-    await this._invoke((engine) => engine.retryPending(String(mutationId)));
-    await this._drain(false);
+    await this._invoke((db) => db.retryPending(String(mutationId)));
   }
 
-  // ------------------------------------------------------------ status snapshots
+  // ------------------------------------------------------------ status and change listeners
   _status(model) {
     this.model(model);
-    if (this.#fatal) {
-      return Object.freeze({ online: this.#detector.isOnline(), engineRunning: false, syncing: false, pendingCount: 0, lastError: this.#fatal.message, lastSyncedAt: null });
-    }
-    let cached = this.#statusCache.get(model);
-    if ((!cached || cached.dirty) && this.#engine && !this.#closed) {
+    if (this.#fatal) return statusOf(offlineDefault(), this.#fatal.message);
+    if (this.#db && !this.#closed) {
       try {
-        cached = this.#snapshot(model);
-      } catch {
-        // Not open yet: the default snapshot below.
+        return this.#db.status(model);
+      } catch (e) {
+        this.#failure(e); // a trap fails the ORM: the snapshot below says so
+        if (this.#fatal) return statusOf(offlineDefault(), this.#fatal.message);
       }
     }
-    return (
-      cached?.snapshot ??
-      Object.freeze({ online: this.#detector.isOnline(), engineRunning: false, syncing: false, pendingCount: 0, lastError: null, lastSyncedAt: null })
-    );
-  }
-
-  /** The model's status from the engine; the previous snapshot object while it is unchanged. */
-  #snapshot(model) {
-    const text = this.#sync(() => this.#engine.status(model));
-    const cached = this.#statusCache.get(model);
-    if (cached?.json === text) {
-      cached.dirty = false;
-      return cached;
-    }
-    const fresh = { json: text, snapshot: Object.freeze(JSON.parse(text)), dirty: false };
-    this.#statusCache.set(model, fresh);
-    return fresh;
+    return statusOf(offlineDefault());
   }
 
   _subscribe(model, listener) {
-    this.model(model);
-    let set = this.#subscribers.get(model);
-    if (!set) this.#subscribers.set(model, (set = new Set()));
-    set.add(listener);
-    return () => set.delete(listener);
+    if (model !== null) this.model(model);
+    const sub = { model, listener, id: null };
+    if (this.#closed || this.#fatal) return () => {};
+    this.#subs.add(sub);
+    this.#attach(sub);
+    return () => {
+      this.#subs.delete(sub);
+      if (sub.id !== null && !this.#fatal) this.#db.unsubscribe(sub.id);
+      sub.id = null;
+    };
   }
 
-  #callListener(fn, arg) {
-    try {
-      fn(arg);
-    } catch (e) {
-      queueMicrotask(() => {
-        throw e;
-      });
-    }
-  }
-
-  // The engine signals every change; snapshots are rebuilt (and other tabs told) once it completed.
-  #queueStatus() {
-    if (this.#statusQueued) return;
-    this.#statusQueued = true;
-    queueMicrotask(() => {
-      this.#statusQueued = false;
-      if (!this.#engine || this.#closed || this.#fatal) return;
-      try {
-        this.#announce();
-        for (const name of this.#models.keys()) {
-          const listeners = this.#subscribers.get(name);
-          if (!listeners?.size) {
-            // Nobody listens: recomputed when next asked for.
-            const cached = this.#statusCache.get(name);
-            if (cached) cached.dirty = true;
-            continue;
-          }
-          const before = this.#statusCache.get(name)?.snapshot;
-          const { snapshot } = this.#snapshot(name);
-          if (snapshot !== before) for (const fn of [...listeners]) this.#callListener(fn, snapshot);
-        }
-      } catch {
-        // The engine failed: _fail told the subscribers.
-      }
-    });
-  }
-
-  // ------------------------------------------------------------ other tabs
-  // Storage keeps a numbered change log (see src/storage/mod.rs). After this ORM commits, it
-  // announces the new number `{ seq }` on a BroadcastChannel (at most every ANNOUNCE_MS); other
-  // tabs then read the log since their own number and refresh just the rows that changed. The
-  // message is only a hint: what changed is read from storage, so a lost or forged message cannot
-  // make a tab skip or invent a change.
-  #announce() {
-    if (!this.#channel || this.#announceTimer !== null) return;
-    if (this.#sync(() => this.#engine.seq()) <= this.#announced) return;
-    const wait = Math.max(0, this.#lastAnnounce + ANNOUNCE_MS - performance.now());
-    this.#announceTimer = setTimeout(() => {
-      this.#announceTimer = null;
-      if (!this.#channel || this.#fatal) return;
-      this.#lastAnnounce = performance.now();
-      this.#announced = this.#engine.seq();
-      try {
-        this.#channel.postMessage({ seq: this.#announced });
-      } catch {
-        // A closed channel: nothing to tell.
-      }
-    }, wait);
-  }
-
-  #onMessage(data) {
-    // Anything else on the channel (another version, another library, a forged message) is ignored.
-    if (data === null || typeof data !== "object" || !Number.isSafeInteger(data.seq) || data.seq < 0) return;
-    if (this.#closed || this.#fatal || !this.#engine) return;
-    if (data.seq <= this.#sync(() => this.#engine.seq())) return;
-    this.#catchUpNow()
-      .then(() => {
-        // Another tab wrote or drained: if this tab runs the loop, look at the queue now.
-        if (this.#loop?.running) this._drain(false).catch(() => {});
-      })
-      .catch(() => {});
-  }
-
-  /** Catches up with storage (one catch-up at a time; a request meanwhile runs one more). */
-  #catchUpNow() {
-    if (this.#catchingUp) {
-      this.#catchUpAgain = true;
-      return this.#catchingUp;
-    }
-    this.#catchingUp = (async () => {
-      do {
-        this.#catchUpAgain = false;
-        const changed = JSON.parse(await this._invoke((engine) => engine.catchUp()));
-        for (const m of changed) this._changed(m);
-      } while (this.#catchUpAgain && !this.#closed && !this.#fatal);
-    })().finally(() => {
-      this.#catchingUp = null;
-    });
-    return this.#catchingUp;
+  #attach(sub) {
+    if (!this.#db || this.#fatal || sub.id !== null) return;
+    sub.id = this.#sync((db) => (sub.model === null ? db.onChange(sub.listener) : db.subscribe(sub.model, sub.listener)));
   }
 
   /** Resolves once storage is open (every method waits for it anyway). */
@@ -1074,7 +783,7 @@ class SyncOrm {
   #sendRelations() {
     for (const m of this.#models.values()) {
       if (this.#relationsSent.get(m.name) !== m.relations) {
-        this.#engine.setRelations(m.name, JSON.stringify(describeRelations(m)));
+        this.#db.setRelations(m.name, JSON.stringify(describeRelations(m)));
         this.#relationsSent.set(m.name, m.relations);
       }
     }
@@ -1096,102 +805,44 @@ class SyncOrm {
 
   /** Calls `fn(modelName)` after local data changed (writes, pulls, rollbacks, other tabs). */
   onChange(fn) {
-    this.#listeners.add(fn);
-    return () => this.#listeners.delete(fn);
-  }
-
-  /** Tells this ORM's change listeners that `model`'s data changed. */
-  _changed(model) {
-    for (const fn of [...this.#listeners]) this.#callListener(fn, model);
+    if (typeof fn !== "function") throw new QueryError("onChange needs a function");
+    return this._subscribe(null, fn);
   }
 
   /**
    * Closes the database. Calls made from now on reject with DatabaseClosedError; calls made
    * before still complete. The returned promise resolves once storage is released (acknowledged
-   * pushes committed, outbox lock let go).
+   * pushes committed, outbox lock let go, other tabs told).
    */
   async close() {
     if (this.#closed) return;
     this.#closed = true;
-    this.#loop?.stop();
-    this.#closing.abort();
-    this.#listeners.clear();
-    this.#subscribers.clear();
-    const lease = this.#lease;
-    clearTimeout(lease?.timer);
+    this.#subs.clear();
     try {
-      await this._invoke((engine) => engine.close());
+      await this._invoke((db) => db.close());
     } catch {
       // Closing never fails the caller: the storage connection goes either way.
     }
     liveOrms.delete(this);
-    if (lease) {
-      this.#lease = null;
-      lease.release();
-    }
-    clearTimeout(this.#announceTimer);
-    this.#announceTimer = null;
-    if (this.#engine && !this.#fatal && this.#channel && this.#engine.seq() > this.#announced) {
-      this.#channel.postMessage({ seq: this.#engine.seq() });
-    }
-    this.#channel?.close();
   }
 }
 
 /**
- * The background loop: drains the outbox every `intervalMs` while online and at once when the
- * network comes back. Owned by a SyncOrm; `createSyncEngine` builds one for advanced set-ups.
- */
-class SyncEngine {
-  #orm;
-  #intervalMs;
-  #detector;
-  #timer = null;
-  #unsubscribe = null;
-
-  constructor(orm, { intervalMs, networkDetector }) {
-    this.#orm = orm;
-    this.#intervalMs = intervalMs;
-    this.#detector = networkDetector;
-  }
-
-  get running() {
-    return this.#timer !== null;
-  }
-
-  start() {
-    if (this.running) return;
-    const tick = () => this.#orm._drain(false).catch(() => {});
-    this.#timer = setInterval(tick, this.#intervalMs);
-    this.#unsubscribe = this.#detector.subscribe((online) => {
-      const now = typeof online === "boolean" ? online : this.#detector.isOnline();
-      this.#orm._setOnline(now);
-      if (now) tick();
-    });
-    this.#orm._setRunning(true);
-    this.#orm._setOnline(this.#detector.isOnline());
-    tick();
-  }
-
-  stop() {
-    if (!this.running) return;
-    clearInterval(this.#timer);
-    this.#timer = null;
-    this.#unsubscribe?.();
-    this.#unsubscribe = null;
-    this.#orm._setRunning(false);
-  }
-}
-
-/**
- * A background sync loop for `db` (one created without `engine`). Returns `{ start, stop,
- * running }`; `db.startEngine()` / `db.stopEngine()` cover the common case.
+ * A handle on `db`'s background loop, with its own interval and network detector: `{ start, stop,
+ * running }`. `db.startEngine()` / `db.stopEngine()` cover the common case.
  */
 export function createSyncEngine(opts) {
   const { db, intervalMs = 30_000, networkDetector } = options(opts, "createSyncEngine");
   if (!(db instanceof SyncOrm)) throw new QueryError("createSyncEngine needs { db } from createSyncOrm()");
-  const loop = new SyncEngine(db, { intervalMs: checkInterval(intervalMs, "intervalMs"), networkDetector: checkDetector(networkDetector ?? createNetworkDetector()) });
-  return { start: () => loop.start(), stop: () => loop.stop(), get running() { return loop.running; } };
+  const ms = checkInterval(intervalMs, "intervalMs");
+  const detector = checkDetector(networkDetector);
+  return {
+    start: () => db._startLoop(ms, detector),
+    stop: () => db.stopEngine(),
+    get running() {
+      return db._running;
+    },
+  };
 }
 
 /** Creates the ORM. Storage opens in the background; every method waits for it. */

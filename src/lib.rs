@@ -6,6 +6,8 @@
 //!   async database that ties them to a storage port. No `wasm-bindgen`, `js-sys` or `web-sys`.
 //! - [`storage`]: the narrow [`storage::Storage`] port, the memory store, and (wasm32 only) the
 //!   IndexedDB store.
+//! - `browser` (wasm32 only): the sync runtime: timers, connectivity, the Web Lock, the
+//!   BroadcastChannel and the app's hooks, carrying out what [`core::scheduler`] decides.
 //! - `bindings` (wasm32 only): the `#[wasm_bindgen]` surface used by the npm wrapper.
 //!
 //! TypeScript users never see this crate directly; they import the `micro-sync` npm package.
@@ -16,5 +18,7 @@ pub mod storage;
 
 #[cfg(target_arch = "wasm32")]
 mod bindings;
+#[cfg(target_arch = "wasm32")]
+mod browser;
 
 pub use error::{Error, Result};

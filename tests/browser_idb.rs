@@ -7,6 +7,7 @@ use micro_sync::core::db::{
     Db, Env, NoRemote, NoValidation, Pulled, PushOutcome, Remote, Validator,
 };
 use micro_sync::core::outbox::OutboxEntry;
+use micro_sync::core::scheduler::Event;
 use micro_sync::core::schema::ModelDef;
 use micro_sync::storage::indexeddb::IdbStorage;
 use micro_sync::storage::Storage;
@@ -579,17 +580,16 @@ async fn status_over_offline_write_online_drain_and_pending_survives_reopen() {
     let name = fresh_name();
     let db = open_synced(&name, &backend).await;
     let seen: Rc<RefCell<Vec<String>>> = Rc::default();
-    db.start().unwrap();
-    db.set_online(false);
+    db.drive(Event::Start).await.unwrap();
+    db.drive(Event::Online(false)).await.unwrap();
     db.insert("notes", &json!({ "id": 1, "title": "offline" }), None)
         .await
         .unwrap();
-    let r = db.drain(true).await.unwrap().unwrap();
-    assert_eq!(
-        (r.pushed, r.remaining),
-        (0, 1),
-        "nothing is pushed while offline"
+    assert!(
+        db.drain(true).await.unwrap().is_none(),
+        "nothing drains while offline"
     );
+    assert_eq!(backend.inner.borrow().applied.len(), 0);
     let s = db.status("notes").unwrap();
     assert_eq!(
         (s.online, s.engine_running, s.syncing, s.pending_count),
@@ -601,14 +601,14 @@ async fn status_over_offline_write_online_drain_and_pending_survives_reopen() {
     let db = open_synced(&name, &backend).await;
     {
         let seen = seen.clone();
-        db.set_listener(Some(Box::new(move || {
+        db.set_listener(Some(Box::new(move |_: &[String]| {
             seen.borrow_mut().push("changed".into())
         })));
     }
     assert_eq!(db.status("notes").unwrap().pending_count, 1);
-    db.start().unwrap();
-    db.set_online(true);
-    let r = db.drain(false).await.unwrap().unwrap();
+    db.drive(Event::Online(true)).await.unwrap();
+    // Starting the loop online drains at once.
+    let r = db.drive(Event::Start).await.unwrap().unwrap();
     assert_eq!((r.pushed, r.remaining), (1, 0));
     let s = db.status("notes").unwrap();
     assert_eq!(

@@ -1,7 +1,6 @@
 //! All conversion between JS and Rust values, and crate errors into JS `Error`s.
 
-use crate::core::db::{Pulled, PushOutcome, Remote, Validator};
-use crate::core::outbox::OutboxEntry;
+use crate::core::db::Validator;
 use crate::error::{Error, Issue, Result};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -156,96 +155,6 @@ impl Validator for JsValidator {
                 })
                 .collect(),
             Err(e) => (0..n).map(|_| Err(e.clone())).collect(),
-        }
-    }
-}
-
-/// Calls the wrapper's `push(model, entryJson)` and `pull(model, queryJson)`, which run the
-/// model's `sync.mutation` / `sync.query` hooks.
-pub struct JsRemote {
-    push: js_sys::Function,
-    pull: js_sys::Function,
-    pushing: Vec<String>,
-}
-
-impl JsRemote {
-    pub fn new(push: js_sys::Function, pull: js_sys::Function, pushing: Vec<String>) -> Self {
-        JsRemote {
-            push,
-            pull,
-            pushing,
-        }
-    }
-}
-
-async fn call_text(f: &js_sys::Function, a: &str, b: &str) -> std::result::Result<String, String> {
-    let mut out = f
-        .call2(&JsValue::NULL, &JsValue::from_str(a), &JsValue::from_str(b))
-        .map_err(|e| message_of(&e))?;
-    if let Some(p) = out.dyn_ref::<js_sys::Promise>() {
-        out = wasm_bindgen_futures::JsFuture::from(p.clone())
-            .await
-            .map_err(|e| message_of(&e))?;
-    }
-    out.as_string()
-        .ok_or_else(|| "hook wrapper returned no text".to_string())
-}
-
-#[derive(serde::Deserialize)]
-struct PushReply {
-    done: Option<bool>,
-    retry: Option<String>,
-    reject: Option<String>,
-}
-
-impl Remote for JsRemote {
-    fn can_push(&self, model: &str) -> bool {
-        self.pushing.iter().any(|m| m == model)
-    }
-
-    async fn push(&self, entry: &OutboxEntry) -> PushOutcome {
-        let text = match serde_json::to_string(entry) {
-            Ok(t) => t,
-            Err(e) => return PushOutcome::Retry(e.to_string()),
-        };
-        match call_text(&self.push, &entry.model, &text).await {
-            Err(msg) => PushOutcome::Retry(msg),
-            Ok(reply) => match serde_json::from_str::<PushReply>(&reply) {
-                Ok(PushReply {
-                    reject: Some(m), ..
-                }) => PushOutcome::Reject(m),
-                Ok(PushReply { retry: Some(m), .. }) => PushOutcome::Retry(m),
-                Ok(PushReply {
-                    done: Some(true), ..
-                }) => PushOutcome::Done,
-                _ => PushOutcome::Retry(format!("unexpected push reply {reply}")),
-            },
-        }
-    }
-
-    /// The wrapper answers `{ rows, issues }`: rows JSON could not carry faithfully are `null`
-    /// there, with their issues.
-    async fn pull(
-        &self,
-        model: &str,
-        query: Option<&Value>,
-    ) -> std::result::Result<Pulled, String> {
-        #[derive(serde::Deserialize)]
-        struct Reply {
-            rows: Vec<Value>,
-            #[serde(default)]
-            issues: Vec<Issue>,
-        }
-        let q = query.map(Value::to_string).unwrap_or_default();
-        let text = call_text(&self.pull, model, &q).await?;
-        match serde_json::from_str::<Reply>(&text) {
-            Ok(r) => Ok(Pulled {
-                rows: r.rows,
-                issues: r.issues,
-            }),
-            Err(e) => Err(format!(
-                "sync.query of \"{model}\" returned unreadable rows: {e}"
-            )),
         }
     }
 }

@@ -8,12 +8,15 @@
 //! The npm wrapper (`pkg-template/index.js`) is the public API; this class is internal to it.
 
 mod convert;
-mod fatal;
 mod storage;
 
+use crate::browser::fatal;
+use crate::browser::network::Network;
+use crate::browser::remote::{has_hook, JsRemote};
+use crate::browser::Runtime;
 use crate::core::db::{Db, Env, Pause};
 use crate::core::schema::{ModelDef, RelationDef};
-use convert::{from_json, opt_json, to_js_error, to_json, JsRemote, JsValidator};
+use convert::{from_json, opt_json, to_js_error, to_json, JsValidator};
 use js_sys::Promise;
 use std::cell::Cell;
 use std::collections::BTreeMap;
@@ -24,7 +27,8 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::future_to_promise;
 
-type CoreDb = Db<AnyStorage, JsValidator, JsRemote>;
+/// The database as the browser runs it.
+pub(crate) type CoreDb = Db<AnyStorage, JsValidator, JsRemote>;
 
 /// In-memory storage shared by every engine created on it.
 #[wasm_bindgen(js_name = MemoryStore)]
@@ -60,6 +64,24 @@ pub fn reset_indexed_db_queue(name: &str) {
 #[wasm_bindgen(js_name = setFatalHandler)]
 pub fn set_fatal_handler(handler: js_sys::Function) {
     fatal::set_handler(handler);
+}
+
+/// Calls `listener(online)` on the window's `online`/`offline` events until the returned
+/// subscription is freed (`createNetworkDetector().subscribe`).
+#[wasm_bindgen(js_name = watchNetwork)]
+pub fn watch_network(listener: js_sys::Function) -> NetworkWatch {
+    let changed = std::rc::Rc::new(move |online: bool| {
+        let _ = listener.call1(&JsValue::NULL, &JsValue::from_bool(online));
+    });
+    NetworkWatch {
+        _network: Network::listen(&JsValue::UNDEFINED, changed).ok(),
+    }
+}
+
+/// A [`watch_network`] subscription; `free()` removes its listeners.
+#[wasm_bindgen]
+pub struct NetworkWatch {
+    _network: Option<Network>,
 }
 
 /// Runs the futures that were queued when a trap interrupted the executor.
@@ -100,38 +122,36 @@ thread_local! {
     static NEXT_ID: Cell<u32> = const { Cell::new(1) };
 }
 
-#[wasm_bindgen(js_name = Engine)]
-pub struct Engine {
+/// One database: the core [`Db`] and its sync [`Runtime`]. Internal to the npm wrapper.
+#[wasm_bindgen]
+pub struct Database {
     id: u32,
     db: Rc<CoreDb>,
+    rt: Rc<Runtime>,
 }
 
-/// The wrapper's JS callbacks: `validate(model, rowsJson, each)`, `push(model, entryJson)`,
-/// `pull(model, queryJson)` and `changed()` (status or data changed).
-#[derive(Clone)]
+/// The wrapper's callbacks: `validate(model, rowsJson, each)` (the schema), `checkPulled(rows)`
+/// (the JSON contract for pulled rows) and `syncs` (`{ [model]: model.sync }`).
 struct Hooks {
     validate: js_sys::Function,
-    push: js_sys::Function,
-    pull: js_sys::Function,
-    changed: js_sys::Function,
+    check_pulled: js_sys::Function,
+    syncs: JsValue,
 }
 
 impl Hooks {
     fn from_js(hooks: &JsValue) -> Result<Hooks, JsValue> {
-        let get = |name: &str| -> Result<js_sys::Function, JsValue> {
-            js_sys::Reflect::get(hooks, &JsValue::from_str(name))?
-                .dyn_into()
-                .map_err(|_| {
-                    JsValue::from(js_sys::Error::new(&format!(
-                        "engine hook {name} must be a function"
-                    )))
-                })
+        let get = |name: &str| js_sys::Reflect::get(hooks, &JsValue::from_str(name));
+        let function = |name: &str| -> Result<js_sys::Function, JsValue> {
+            get(name)?.dyn_into().map_err(|_| {
+                JsValue::from(js_sys::Error::new(&format!(
+                    "database hook {name} must be a function"
+                )))
+            })
         };
         Ok(Hooks {
-            validate: get("validate")?,
-            push: get("push")?,
-            pull: get("pull")?,
-            changed: get("changed")?,
+            validate: function("validate")?,
+            check_pulled: function("checkPulled")?,
+            syncs: get("syncs")?,
         })
     }
 }
@@ -165,17 +185,21 @@ fn load_later(id: u32, db: &Rc<CoreDb>, model: String) {
     }
 }
 
-#[wasm_bindgen(js_class = Engine)]
-impl Engine {
-    /// An engine over memory storage. `models_json` is the wrapper's model description list;
-    /// `hooks` holds the wrapper callbacks described on [`Hooks`].
+#[wasm_bindgen]
+impl Database {
+    /// A database over memory storage. `models_json` is the wrapper's model description list;
+    /// `hooks` is described on [`Hooks`]; `interval_ms` starts the loop once open (the `engine`
+    /// option); `detector` is the app's network detector (`undefined`: the window's events).
     #[wasm_bindgen(js_name = withMemory)]
     pub fn with_memory(
         models_json: &str,
         store: &MemoryStore,
         hooks: JsValue,
-    ) -> Result<Engine, JsValue> {
-        Self::create(models_json, AnyStorage::Memory(store.inner.clone()), &hooks)
+        interval_ms: Option<u32>,
+        detector: JsValue,
+    ) -> Result<Database, JsValue> {
+        let storage = AnyStorage::Memory(store.inner.clone());
+        Self::create(models_json, storage, None, &hooks, interval_ms, detector)
     }
 
     #[wasm_bindgen(js_name = withIndexedDb)]
@@ -183,49 +207,57 @@ impl Engine {
         models_json: &str,
         name: &str,
         hooks: JsValue,
-    ) -> Result<Engine, JsValue> {
+        interval_ms: Option<u32>,
+        detector: JsValue,
+    ) -> Result<Database, JsValue> {
+        let storage = AnyStorage::IndexedDb(crate::storage::indexeddb::IdbStorage::new(name));
         Self::create(
             models_json,
-            AnyStorage::IndexedDb(crate::storage::indexeddb::IdbStorage::new(name)),
+            storage,
+            Some(name.to_string()),
             &hooks,
+            interval_ms,
+            detector,
         )
     }
 
-    fn create(models_json: &str, storage: AnyStorage, hooks: &JsValue) -> Result<Engine, JsValue> {
+    fn create(
+        models_json: &str,
+        storage: AnyStorage,
+        shared_name: Option<String>,
+        hooks: &JsValue,
+        interval_ms: Option<u32>,
+        detector: JsValue,
+    ) -> Result<Database, JsValue> {
         let models: Vec<ModelDef> = from_json(models_json).map_err(to_js_error)?;
         let hooks = Hooks::from_js(hooks)?;
-        let validator = JsValidator::new(hooks.validate.clone());
+        let validator = JsValidator::new(hooks.validate);
         let pushing = models
             .iter()
-            .filter(|m| m.has_mutation)
+            .filter(|m| has_hook(&hooks.syncs, &m.name, "mutation"))
             .map(|m| m.name.clone())
             .collect();
-        let remote = JsRemote::new(hooks.push.clone(), hooks.pull.clone(), pushing);
-        let db = Db::new(storage, validator, remote, models, env()).map_err(to_js_error)?;
-        let changed = hooks.changed.clone();
-        // Never throw into Rust from the listener: the wrapper's callback catches its own errors.
-        db.set_listener(Some(Box::new(move || {
-            let _ = changed.call0(&JsValue::NULL);
-        })));
+        let remote = JsRemote::new(hooks.syncs, pushing, hooks.check_pulled);
+        let db = Rc::new(Db::new(storage, validator, remote, models, env()).map_err(to_js_error)?);
         let id = NEXT_ID.with(|n| n.replace(n.get() + 1));
-        Ok(Engine {
-            id,
-            db: Rc::new(db),
-        })
+        let rt = Runtime::new(id, db.clone(), shared_name, detector, interval_ms);
+        Ok(Database { id, db, rt })
     }
 
-    /// This engine's id, as fatal reports name it.
+    /// This database's id, as fatal reports name it.
     #[wasm_bindgen(getter)]
     pub fn id(&self) -> u32 {
         self.id
     }
 
-    /// Opens (and if needed upgrades) the storage. Calls made before it resolves wait for it.
+    /// Opens (and if needed upgrades) the storage, then starts listening to connectivity and
+    /// other tabs. Calls made before it resolves wait for it.
     pub fn open(&self) -> Promise {
-        let db = self.db.clone();
+        let (db, rt) = (self.db.clone(), self.rt.clone());
         let turn = db.turn();
         run(self.id, async move {
             db.connect_in(turn).await?;
+            rt.opened().map_err(crate::Error::query)?;
             Ok(JsValue::UNDEFINED)
         })
     }
@@ -253,6 +285,22 @@ impl Engine {
         }
         let turn = self.db.turn();
         run(self.id, f(self.db.clone(), turn))
+    }
+
+    /// A write of rows to `model`; once committed, its push is requested.
+    fn write_rows<F, Fut>(&self, model: String, f: F) -> Promise
+    where
+        F: FnOnce(Rc<CoreDb>, crate::core::queue::Turn, String) -> Fut + 'static,
+        Fut: Future<Output = crate::Result<Vec<serde_json::Value>>> + 'static,
+    {
+        let rt = self.rt.clone();
+        self.write(move |db, turn| async move {
+            let rows = f(db, turn, model.clone()).await?;
+            if !rows.is_empty() {
+                rt.wrote(&model);
+            }
+            to_json(&rows)
+        })
     }
 
     /// Resolves to the JSON text of the selected rows.
@@ -287,9 +335,9 @@ impl Engine {
     }
 
     pub fn insert(&self, model: String, values: String, returning: String) -> Promise {
-        self.write(move |db, turn| async move {
+        self.write_rows(model, move |db, turn, model| async move {
             let (v, r) = (from_json(&values)?, opt_json(&returning)?);
-            to_json(&db.insert_in(turn, &model, &v, r.as_ref()).await?)
+            db.insert_in(turn, &model, &v, r.as_ref()).await
         })
     }
 
@@ -300,23 +348,20 @@ impl Engine {
         values: String,
         returning: String,
     ) -> Promise {
-        self.write(move |db, turn| async move {
+        self.write_rows(model, move |db, turn, model| async move {
             let (w, v, r) = (
                 opt_json(&where_)?,
                 from_json(&values)?,
                 opt_json(&returning)?,
             );
-            to_json(
-                &db.update_in(turn, &model, w.as_ref(), &v, r.as_ref())
-                    .await?,
-            )
+            db.update_in(turn, &model, w.as_ref(), &v, r.as_ref()).await
         })
     }
 
     pub fn delete(&self, model: String, where_: String, returning: String) -> Promise {
-        self.write(move |db, turn| async move {
+        self.write_rows(model, move |db, turn, model| async move {
             let (w, r) = (opt_json(&where_)?, opt_json(&returning)?);
-            to_json(&db.delete_in(turn, &model, w.as_ref(), r.as_ref()).await?)
+            db.delete_in(turn, &model, w.as_ref(), r.as_ref()).await
         })
     }
 
@@ -339,18 +384,25 @@ impl Engine {
         .map_err(to_js_error)
     }
 
-    /// The sync status snapshot of one model, as JSON text.
-    pub fn status(&self, model: &str) -> Result<String, JsValue> {
-        fatal::as_engine(self.id, || {
-            serde_json::to_string(&self.db.status(model)?)
-                .map_err(|e| crate::Error::storage(e.to_string()))
-        })
-        .map_err(to_js_error)
+    /// The sync status snapshot of one model: a frozen object, the same one while unchanged.
+    pub fn status(&self, model: &str) -> Result<JsValue, JsValue> {
+        fatal::as_engine(self.id, || self.rt.status(model)).map_err(to_js_error)
     }
 
-    /// The storage commit number this engine's memory reflects (other tabs announce theirs).
-    pub fn seq(&self) -> f64 {
-        self.db.seq() as f64
+    /// Calls `listener(snapshot)` when `model`'s status changes; returns the id to unsubscribe.
+    pub fn subscribe(&self, model: &str, listener: js_sys::Function) -> Result<u32, JsValue> {
+        fatal::as_engine(self.id, || self.rt.subscribe(model, listener)).map_err(to_js_error)
+    }
+
+    /// Calls `listener(modelName)` after a model's rows changed (writes, pulls, rollbacks, other
+    /// tabs); returns the id to unsubscribe.
+    #[wasm_bindgen(js_name = onChange)]
+    pub fn on_change(&self, listener: js_sys::Function) -> u32 {
+        self.rt.on_change(listener)
+    }
+
+    pub fn unsubscribe(&self, id: u32) {
+        self.rt.unsubscribe(id);
     }
 
     /// Stored records that could not be decoded, as JSON text: `[{ store, key, message }]`.
@@ -358,32 +410,28 @@ impl Engine {
         serde_json::to_string(&self.db.unreadable()).unwrap_or_else(|_| "[]".into())
     }
 
-    /// Records whether the background loop runs (the loop itself lives in the wrapper).
-    #[wasm_bindgen(js_name = setRunning)]
-    pub fn set_running(&self, running: bool) -> Result<(), JsValue> {
-        fatal::as_engine(self.id, || {
-            if running {
-                self.db.start()
-            } else {
-                self.db.stop()
-            }
-        })
-        .map_err(to_js_error)
+    /// Starts the background loop (with a new interval and network detector, if given).
+    #[wasm_bindgen(js_name = startEngine)]
+    pub fn start_engine(&self, interval_ms: Option<u32>, detector: JsValue) -> Result<(), JsValue> {
+        let detector = (!detector.is_undefined()).then_some(detector);
+        fatal::as_engine(self.id, || self.rt.start(interval_ms, detector))
+            .map_err(|e| to_js_error(crate::Error::query(e)))
     }
 
-    #[wasm_bindgen(js_name = setOnline)]
-    pub fn set_online(&self, online: bool) {
-        fatal::as_engine(self.id, || self.db.set_online(online));
+    #[wasm_bindgen(js_name = stopEngine)]
+    pub fn stop_engine(&self) {
+        fatal::as_engine(self.id, || self.rt.stop());
     }
 
-    /// Pushes due entries; resolves with a JSON report, or `null` if a drain is already running.
-    pub fn drain(&self, force: bool) -> Promise {
-        self.read(move |db| async move {
-            match db.drain(force).await? {
-                Some(report) => to_json(&report),
-                None => Ok(JsValue::NULL),
-            }
-        })
+    #[wasm_bindgen(getter, js_name = engineRunning)]
+    pub fn engine_running(&self) -> bool {
+        self.rt.running()
+    }
+
+    /// Pushes every pending write now, ignoring backoff; resolves when each has been tried.
+    #[wasm_bindgen(js_name = retryPendingSync)]
+    pub fn retry_pending_sync(&self) -> Promise {
+        fatal::as_engine(self.id, || self.rt.retry_all())
     }
 
     /// Pulls from the backend and merges; resolves with the JSON rows for the query.
@@ -402,45 +450,40 @@ impl Engine {
         })
     }
 
+    /// Clears a pending write's backoff, then asks for a drain.
     #[wasm_bindgen(js_name = retryPending)]
     pub fn retry_pending(&self, mutation_id: String) -> Promise {
+        let rt = self.rt.clone();
         self.write(move |db, turn| async move {
-            db.retry_pending_in(turn, &mutation_id).await?;
+            let model: String = db.retry_pending_in(turn, &mutation_id).await?;
+            rt.wrote(&model);
             Ok(JsValue::UNDEFINED)
         })
     }
 
-    /// Reads what other tabs committed since this engine last looked; resolves with the JSON
-    /// list of models whose rows changed.
-    #[wasm_bindgen(js_name = catchUp)]
-    pub fn catch_up(&self) -> Promise {
-        self.write(move |db, turn| async move { to_json(&db.catch_up_in(turn).await?) })
-    }
-
-    /// Commits acknowledged pushes that still wait for the next write; resolves with whether
-    /// there were any.
-    pub fn flush(&self) -> Promise {
-        self.write(|db, turn| async move { Ok(JsValue::from_bool(db.flush_in(turn).await?)) })
-    }
-
-    /// Closes the database at once for callers; resolves when the calls made before have run
-    /// and storage is released.
+    /// Closes the database at once for callers; resolves when the calls made before have run,
+    /// storage is released and the outbox lock let go.
     pub fn close(&self) -> Promise {
-        let db = self.db.clone();
+        let (db, rt) = (self.db.clone(), self.rt.clone());
         let turn = db.turn();
         let first = db.begin_close();
+        if first {
+            rt.closing();
+        }
         run(self.id, async move {
             if first {
                 db.finish_close(turn).await;
+                rt.closed();
             }
             Ok(JsValue::UNDEFINED)
         })
     }
 
-    /// Gives up on this engine after a trap: refuses every call from now on and releases
-    /// storage. (The wrapper also resets the storage's write queue, which the interrupted work
-    /// may hold forever.)
+    /// Gives up on this database after a trap: refuses every call from now on, drops its
+    /// listeners, timers and lock, and releases storage. (The wrapper also resets the storage's
+    /// write queue, which the interrupted work may hold forever.)
     pub fn abandon(&self) {
+        self.rt.end();
         self.db.abandon();
     }
 }

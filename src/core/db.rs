@@ -23,8 +23,9 @@ use super::outbox::{OutboxEntry, OUTBOX_STORE};
 use super::query::{Filter, Op, Select};
 use super::queue::{Turn, WriteQueue};
 use super::retry::Backoff;
+use super::scheduler::{Command, Event};
 use super::schema::{ModelDef, RelationDef, Schema};
-use super::status::{EngineEvent, StatusBoard, SyncStatus};
+use super::status::{StatusBoard, SyncStatus};
 use super::value::{Key, Row};
 use crate::error::{Error, Issue, Result};
 use crate::storage::{Committed, Loaded, Storage, Unreadable};
@@ -159,6 +160,9 @@ impl Validator for NoValidation {
     }
 }
 
+/// See [`Db::set_listener`].
+pub type Listener = Box<dyn Fn(&[String])>;
+
 /// A commit refused because storage moved on is planned again after catching up, at most this
 /// many times (only tabs writing without pause could exhaust it).
 const MAX_ATTEMPTS: usize = 32;
@@ -183,7 +187,7 @@ pub struct Db<S, V, R = NoRemote> {
     env: Env,
     backoff: Backoff,
     status: RefCell<StatusBoard>,
-    listener: RefCell<Option<Box<dyn Fn()>>>,
+    listener: RefCell<Option<Listener>>,
     phase: RefCell<Phase>,
     /// Set as soon as `close()` is called: calls made after it are refused at once.
     closing: Cell<bool>,
@@ -285,14 +289,19 @@ impl<S: Storage, V: Validator, R: Remote> Db<S, V, R> {
         Ok(db)
     }
 
-    /// Called (with no arguments) after every change of any status snapshot or of stored data.
-    pub fn set_listener(&self, f: Option<Box<dyn Fn()>>) {
+    /// Called after every change of a status snapshot or of stored data, with the models whose
+    /// rows changed in memory (none when only a status changed).
+    pub fn set_listener(&self, f: Option<Listener>) {
         *self.listener.borrow_mut() = f;
     }
 
     fn notify(&self) {
+        self.notify_rows(&[]);
+    }
+
+    fn notify_rows(&self, models: &[String]) {
         if let Some(f) = self.listener.borrow().as_ref() {
-            f();
+            f(models);
         }
     }
 
@@ -336,25 +345,27 @@ impl<S: Storage, V: Validator, R: Remote> Db<S, V, R> {
             .snapshot(model, engine.pending_count(model)))
     }
 
-    fn engine_event(&self, event: EngineEvent) -> Result<()> {
-        self.status.borrow_mut().apply(event)?;
-        self.notify();
-        Ok(())
-    }
-
-    pub fn start(&self) -> Result<()> {
-        self.engine_event(EngineEvent::Start)
-    }
-
-    pub fn stop(&self) -> Result<()> {
-        self.engine_event(EngineEvent::Stop)
-    }
-
-    pub fn set_online(&self, online: bool) {
-        if self.status.borrow().online != online {
-            self.status.borrow_mut().online = online;
+    /// Feeds `event` to the sync scheduler (see [`crate::core::scheduler`]) and returns what
+    /// to do; status subscribers hear of a change of connectivity, loop or drain.
+    pub fn schedule(&self, event: Event) -> Result<Vec<Command>> {
+        let (commands, changed) = {
+            let mut status = self.status.borrow_mut();
+            let before = status.sched.clone();
+            let commands = status.sched.on(event)?;
+            let s = &status.sched;
+            let changed = (s.online(), s.running(), s.draining())
+                != (before.online(), before.running(), before.draining());
+            (commands, changed)
+        };
+        if changed {
             self.notify();
         }
+        Ok(commands)
+    }
+
+    /// Whether the background loop runs.
+    pub fn loop_running(&self) -> bool {
+        self.status.borrow().sched.running()
     }
 
     /// Whether the database can be used now (inside a turn): open, not failed, not closed.
@@ -395,7 +406,8 @@ impl<S: Storage, V: Validator, R: Remote> Db<S, V, R> {
             Ok(Committed::Done(seq)) => {
                 self.seq.set(seq);
                 self.engine.borrow_mut().apply(batch);
-                self.notify();
+                let models: Vec<String> = batch.models().into_iter().map(String::from).collect();
+                self.notify_rows(&models);
                 Ok(true)
             }
             Ok(Committed::Stale) => {
@@ -553,7 +565,7 @@ impl<S: Storage, V: Validator, R: Remote> Db<S, V, R> {
         if !acks.is_empty() {
             self.engine.borrow_mut().apply(&acks);
         }
-        self.notify();
+        self.notify_rows(&changed);
         Ok(changed)
     }
 

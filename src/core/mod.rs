@@ -12,6 +12,7 @@ pub mod query;
 pub mod queue;
 pub mod relations;
 pub mod retry;
+pub mod scheduler;
 pub mod schema;
 pub mod status;
 pub mod sync;

@@ -1,59 +1,9 @@
-//! Sync status: the engine's lifecycle as an explicit state machine, and the per-repository
-//! snapshot apps bind to.
+//! Sync status: the per-repository snapshot apps bind to, derived from the sync scheduler's
+//! state (connectivity, loop, drain) and each model's last error, sync time and pulls.
 
-use crate::error::{Error, Result};
+use super::scheduler::Scheduler;
 use serde::Serialize;
 use std::collections::BTreeMap;
-
-/// Whether the background loop runs, and whether a drain of the outbox is in progress. A drain
-/// can run while the loop is stopped (`retryPendingSync()` by hand).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum EngineState {
-    Stopped,
-    StoppedDraining,
-    Idle,
-    Draining,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum EngineEvent {
-    Start,
-    Stop,
-    DrainBegin,
-    DrainEnd,
-}
-
-impl EngineState {
-    /// The transition table. Starting a running engine or stopping a stopped one is a no-op;
-    /// beginning a drain while one runs, or ending one that never began, is an error.
-    pub fn next(self, event: EngineEvent) -> Result<EngineState> {
-        use EngineEvent::*;
-        use EngineState::*;
-        Ok(match (self, event) {
-            (Stopped | Idle, Start) => Idle,
-            (StoppedDraining | Draining, Start) => Draining,
-            (Stopped | Idle, Stop) => Stopped,
-            (StoppedDraining | Draining, Stop) => StoppedDraining,
-            (Idle, DrainBegin) => Draining,
-            (Stopped, DrainBegin) => StoppedDraining,
-            (Draining, DrainEnd) => Idle,
-            (StoppedDraining, DrainEnd) => Stopped,
-            (Draining | StoppedDraining, DrainBegin) | (Idle | Stopped, DrainEnd) => {
-                return Err(Error::storage(format!(
-                    "sync engine: {event:?} is impossible while {self:?}"
-                )))
-            }
-        })
-    }
-
-    pub fn running(self) -> bool {
-        matches!(self, EngineState::Idle | EngineState::Draining)
-    }
-
-    pub fn draining(self) -> bool {
-        matches!(self, EngineState::Draining | EngineState::StoppedDraining)
-    }
-}
 
 /// What `repo.getSyncStatus()` returns.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -80,27 +30,20 @@ pub struct ModelSyncState {
 /// Everything the status snapshots are derived from.
 #[derive(Clone, Debug)]
 pub struct StatusBoard {
-    pub engine: EngineState,
-    pub online: bool,
+    pub sched: Scheduler,
     pub models: BTreeMap<String, ModelSyncState>,
 }
 
 impl Default for StatusBoard {
     fn default() -> Self {
         StatusBoard {
-            engine: EngineState::Stopped,
-            online: true,
+            sched: Scheduler::new(true),
             models: BTreeMap::new(),
         }
     }
 }
 
 impl StatusBoard {
-    pub fn apply(&mut self, event: EngineEvent) -> Result<()> {
-        self.engine = self.engine.next(event)?;
-        Ok(())
-    }
-
     pub fn model_mut(&mut self, model: &str) -> &mut ModelSyncState {
         self.models.entry(model.to_string()).or_default()
     }
@@ -108,9 +51,9 @@ impl StatusBoard {
     pub fn snapshot(&self, model: &str, pending_count: usize) -> SyncStatus {
         let m = self.models.get(model).cloned().unwrap_or_default();
         SyncStatus {
-            online: self.online,
-            engine_running: self.engine.running(),
-            syncing: m.pulling > 0 || (self.engine.draining() && pending_count > 0),
+            online: self.sched.online(),
+            engine_running: self.sched.running(),
+            syncing: m.pulling > 0 || (self.sched.draining() && pending_count > 0),
             pending_count,
             last_error: m.last_error,
             last_synced_at: m.last_synced_at,
@@ -120,40 +63,15 @@ impl StatusBoard {
 
 #[cfg(all(test, not(target_arch = "wasm32")))]
 mod tests {
-    use super::EngineEvent::*;
-    use super::EngineState::*;
     use super::*;
-
-    #[test]
-    fn transition_table() {
-        let table = [
-            (Stopped, Start, Some(Idle)),
-            (Stopped, Stop, Some(Stopped)),
-            (Stopped, DrainBegin, Some(StoppedDraining)),
-            (Stopped, DrainEnd, None),
-            (Idle, Start, Some(Idle)),
-            (Idle, Stop, Some(Stopped)),
-            (Idle, DrainBegin, Some(Draining)),
-            (Idle, DrainEnd, None),
-            (Draining, Start, Some(Draining)),
-            (Draining, Stop, Some(StoppedDraining)),
-            (Draining, DrainBegin, None),
-            (Draining, DrainEnd, Some(Idle)),
-            (StoppedDraining, Start, Some(Draining)),
-            (StoppedDraining, Stop, Some(StoppedDraining)),
-            (StoppedDraining, DrainBegin, None),
-            (StoppedDraining, DrainEnd, Some(Stopped)),
-        ];
-        for (from, event, to) in table {
-            assert_eq!(from.next(event).ok(), to, "{from:?} + {event:?}");
-        }
-    }
+    use crate::core::scheduler::Event::*;
 
     #[test]
     fn snapshot_reflects_board() {
         let mut b = StatusBoard::default();
-        b.apply(Start).unwrap();
-        b.apply(DrainBegin).unwrap();
+        b.sched.on(Start).unwrap();
+        b.sched.on(LeaseGranted).unwrap();
+        assert!(b.sched.draining());
         b.model_mut("users").last_error = Some("boom".into());
         let s = b.snapshot("users", 2);
         assert!(s.engine_running && s.syncing && s.online);
@@ -162,5 +80,7 @@ mod tests {
             (2, Some("boom"))
         );
         assert!(!b.snapshot("posts", 0).syncing, "nothing pending for posts");
+        b.sched.on(Online(false)).unwrap();
+        assert!(!b.snapshot("users", 2).online);
     }
 }

@@ -7,7 +7,7 @@ use crate::core::engine::pull_issue;
 use crate::core::limits::{too_deep_path, MAX_DEPTH};
 use crate::core::query::Select;
 use crate::core::queue::Turn;
-use crate::core::status::EngineEvent;
+use crate::core::scheduler::{Command, Event};
 use crate::core::value::Row;
 use crate::error::{Error, Issue, Result};
 use serde_json::Value;
@@ -32,31 +32,91 @@ pub struct DrainReport {
 
 impl<S: Storage, V: Validator, R: Remote> Db<S, V, R> {
     pub fn is_draining(&self) -> bool {
-        self.status.borrow().engine.draining()
+        self.status.borrow().sched.draining()
+    }
+
+    /// Whether `model` pushes its writes (it has a `sync.mutation` hook).
+    pub fn can_push(&self, model: &str) -> bool {
+        self.remote.can_push(model)
+    }
+
+    /// Whether a push waits for its hook right now.
+    pub fn push_in_flight(&self) -> bool {
+        self.in_flight.borrow().is_some()
+    }
+
+    /// When the outbox head may be pushed next; `None` when the outbox is empty or its head
+    /// belongs to a model that cannot push.
+    pub fn next_due(&self) -> Option<f64> {
+        let engine = self.engine.borrow();
+        let head = engine.outbox().first()?;
+        self.remote
+            .can_push(&head.model)
+            .then_some(head.next_attempt_at)
+    }
+
+    /// Drains now, as a host without timers or other tabs does (tests, tools): see
+    /// [`Db::drive`]. Resolves with what the drains did, or `None` if a drain was already
+    /// running (it goes round once more) or none may run (offline).
+    pub async fn drain(&self, force: bool) -> Result<Option<DrainReport>> {
+        self.drive(Event::Request { force }).await
+    }
+
+    /// Feeds `event` to the scheduler and carries out what it says the way a host without
+    /// timers or other tabs can: the lease is granted and released at once, drains run to their
+    /// end, timers are left out. Resolves with what the drains it ran did, if any.
+    pub async fn drive(&self, event: Event) -> Result<Option<DrainReport>> {
+        self.ready().await?;
+        let mut report: Option<DrainReport> = None;
+        let mut events = std::collections::VecDeque::from([event]);
+        while let Some(event) = events.pop_front() {
+            for command in self.schedule(event)? {
+                match command {
+                    Command::RequestLease => events.push_back(Event::LeaseGranted),
+                    Command::Release => events.push_back(Event::Released),
+                    Command::Drain { force, catch_up } => {
+                        let round = async {
+                            if catch_up {
+                                self.catch_up().await?;
+                            }
+                            self.drain_round(force).await
+                        }
+                        .await;
+                        self.schedule(Event::Drained {
+                            due: self.next_due(),
+                        })?;
+                        let round = round?;
+                        let total = report.get_or_insert_with(DrainReport::default);
+                        total.pushed += round.pushed;
+                        total.retried += round.retried;
+                        total.rejected += round.rejected;
+                        total.remaining = round.remaining;
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Ok(report)
     }
 
     /// Pushes due outbox entries in creation order until the queue is empty, an entry fails
     /// (it then waits for its backoff, and so does everything after it: a later write never
-    /// overtakes an earlier one), or the network goes offline. `force` ignores backoff.
-    /// Returns `None` when another drain is already running.
-    pub async fn drain(&self, force: bool) -> Result<Option<DrainReport>> {
+    /// overtakes an earlier one), or the network goes offline. `force` ignores backoff. The
+    /// scheduler makes sure only one runs at a time.
+    pub async fn drain_round(&self, force: bool) -> Result<DrainReport> {
         self.ready().await?;
-        if self.is_draining() {
-            return Ok(None);
-        }
-        self.engine_event(EngineEvent::DrainBegin)?;
         let mut report = DrainReport::default();
         let result = self.drain_loop(force, &mut report).await;
         *self.in_flight.borrow_mut() = None;
         report.remaining = self.engine.borrow().outbox().len();
-        self.engine_event(EngineEvent::DrainEnd)?;
-        result.map(|()| Some(report))
+        self.notify();
+        result.map(|()| report)
     }
 
     async fn drain_loop(&self, force: bool, report: &mut DrainReport) -> Result<()> {
         let mut tried = HashSet::new();
         loop {
-            if !self.status.borrow().online || self.closing.get() {
+            if !self.status.borrow().sched.online() || self.closing.get() {
                 break;
             }
             let head = self.engine.borrow().outbox().first().cloned();
@@ -334,18 +394,26 @@ impl<S: Storage, V: Validator, R: Remote> Db<S, V, R> {
     pub fn retry_pending<'a>(
         &'a self,
         mutation_id: &'a str,
-    ) -> impl Future<Output = Result<()>> + 'a {
+    ) -> impl Future<Output = Result<String>> + 'a {
         self.retry_pending_in(self.turn(), mutation_id)
     }
 
-    pub async fn retry_pending_in(&self, turn: Turn, mutation_id: &str) -> Result<()> {
+    /// Resolves with the entry's model.
+    pub async fn retry_pending_in(&self, turn: Turn, mutation_id: &str) -> Result<String> {
         let _turn = turn.await;
         self.check_open()?;
         let now = (self.env.now)();
-        self.commit_planned(&[], |engine| {
-            Ok(Some((engine.plan_due_now(mutation_id, now)?, ())))
-        })
-        .await?;
-        Ok(())
+        let model = self
+            .commit_planned(&[], |engine| {
+                let model = engine
+                    .outbox()
+                    .iter()
+                    .find(|e| e.mutation_id == mutation_id)
+                    .map(|e| e.model.clone())
+                    .unwrap_or_default();
+                Ok(Some((engine.plan_due_now(mutation_id, now)?, model)))
+            })
+            .await?;
+        Ok(model.unwrap_or_default())
     }
 }

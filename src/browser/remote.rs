@@ -1,0 +1,127 @@
+//! The [`Remote`] port over each model's `sync` hooks.
+
+use super::hooks::{self, message_of};
+use crate::core::db::{Pulled, PushOutcome, Remote};
+use crate::core::outbox::{Action, OutboxEntry};
+use crate::error::Issue;
+use js_sys::{Function, Reflect};
+use serde::Serialize;
+use serde_json::Value;
+use wasm_bindgen::JsValue;
+
+/// How long a hook call may stay pending when the model sets no `sync.timeoutMs`.
+const HOOK_TIMEOUT_MS: f64 = 30_000.0;
+
+pub struct JsRemote {
+    /// `{ [model]: model.sync }` for models with hooks.
+    syncs: JsValue,
+    /// Models with a `sync.mutation` hook.
+    pushing: Vec<String>,
+    /// The wrapper's `checkPulled(rows)`: JSON text `{ rows, issues }`, rows JSON cannot carry
+    /// faithfully replaced by `null` with their issues.
+    check_pulled: Function,
+}
+
+/// The argument of `sync.mutation`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct MutationArg<'a> {
+    action: Action,
+    query: &'a Value,
+    mutation_id: &'a str,
+    model: &'a str,
+}
+
+impl JsRemote {
+    pub fn new(syncs: JsValue, pushing: Vec<String>, check_pulled: Function) -> Self {
+        JsRemote {
+            syncs,
+            pushing,
+            check_pulled,
+        }
+    }
+
+    fn sync_of(&self, model: &str) -> JsValue {
+        Reflect::get(&self.syncs, &JsValue::from_str(model)).unwrap_or(JsValue::UNDEFINED)
+    }
+
+    fn timeout_of(sync: &JsValue) -> f64 {
+        Reflect::get(sync, &JsValue::from_str("timeoutMs"))
+            .ok()
+            .and_then(|v| v.as_f64())
+            .unwrap_or(HOOK_TIMEOUT_MS)
+    }
+}
+
+/// Plain objects for JS (maps as objects, `None` as `null`).
+pub fn to_js<T: Serialize + ?Sized>(v: &T) -> Result<JsValue, String> {
+    v.serialize(&serde_wasm_bindgen::Serializer::json_compatible())
+        .map_err(|e| e.to_string())
+}
+
+impl Remote for JsRemote {
+    fn can_push(&self, model: &str) -> bool {
+        self.pushing.iter().any(|m| m == model)
+    }
+
+    async fn push(&self, entry: &OutboxEntry) -> PushOutcome {
+        let arg = match to_js(&MutationArg {
+            action: entry.action,
+            query: &entry.query,
+            mutation_id: &entry.mutation_id,
+            model: &entry.model,
+        }) {
+            Ok(a) => a,
+            Err(e) => return PushOutcome::Retry(e),
+        };
+        let sync = self.sync_of(&entry.model);
+        let timeout = Self::timeout_of(&sync);
+        match hooks::call(&sync, "mutation", &entry.model, &arg, timeout).await {
+            Ok(_) => PushOutcome::Done,
+            Err(e) if hooks::is_permanent(&e) => PushOutcome::Reject(message_of(&e)),
+            Err(e) => PushOutcome::Retry(message_of(&e)),
+        }
+    }
+
+    async fn pull(
+        &self,
+        model: &str,
+        query: Option<&Value>,
+    ) -> std::result::Result<Pulled, String> {
+        #[derive(serde::Deserialize)]
+        struct Checked {
+            rows: Vec<Value>,
+            #[serde(default)]
+            issues: Vec<Issue>,
+        }
+        let empty = Value::Object(Default::default());
+        let arg = to_js(query.unwrap_or(&empty))?;
+        let sync = self.sync_of(model);
+        let rows = hooks::call(&sync, "query", model, &arg, Self::timeout_of(&sync))
+            .await
+            .map_err(|e| message_of(&e))?;
+        if !js_sys::Array::is_array(&rows) {
+            return Err(format!(
+                "sync.query of \"{model}\" must resolve to an array of rows"
+            ));
+        }
+        let text = self
+            .check_pulled
+            .call1(&JsValue::NULL, &rows)
+            .map_err(|e| message_of(&e))?
+            .as_string()
+            .ok_or("the rows could not be checked")?;
+        let checked: Checked = serde_json::from_str(&text).map_err(|e| e.to_string())?;
+        Ok(Pulled {
+            rows: checked.rows,
+            issues: checked.issues,
+        })
+    }
+}
+
+/// Whether `syncs[model]` has a function named `hook`.
+pub fn has_hook(syncs: &JsValue, model: &str, hook: &str) -> bool {
+    Reflect::get(syncs, &JsValue::from_str(model))
+        .and_then(|s| Reflect::get(&s, &JsValue::from_str(hook)))
+        .is_ok_and(|f| f.is_function())
+}

@@ -1,0 +1,425 @@
+//! The sync runtime of one database: carries out the [`Scheduler`]'s commands with the browser's
+//! timers, connectivity, the Web Lock and the BroadcastChannel, and feeds their events back. It
+//! owns every closure it hands to the browser; `close` and `abandon` drop them all.
+//!
+//! [`Scheduler`]: crate::core::scheduler::Scheduler
+
+use super::channel::Channel;
+use super::fatal::{self, Tagged};
+use super::hooks::MAX_TIMER_MS;
+use super::listeners::{report_error, Listeners};
+use super::lock::LockRequest;
+use super::network::Network;
+use crate::bindings::CoreDb;
+use crate::core::scheduler::{Command, Event};
+use gloo_timers::callback::{Interval, Timeout};
+use js_sys::{Function, Promise};
+use std::cell::{Cell, RefCell};
+use std::future::Future;
+use std::rc::{Rc, Weak};
+use wasm_bindgen::JsValue;
+
+/// How long the outbox lock is kept after the last drain, so a burst of writes drains under one
+/// lease (and their acknowledged entries are deleted with the next writes' transactions).
+const LEASE_IDLE_MS: u32 = 25;
+
+/// The loop's interval when the app gives none.
+pub const DEFAULT_INTERVAL_MS: u32 = 30_000;
+
+pub struct Runtime {
+    id: u32,
+    db: Rc<CoreDb>,
+    me: Weak<Runtime>,
+    /// The IndexedDB database's name (the lock's and the channel's); `None` for memory storage.
+    shared_name: Option<String>,
+    interval_ms: Cell<u32>,
+    /// The loop runs once open (`createSyncOrm({ engine })`).
+    start_when_open: Cell<bool>,
+    detector: RefCell<JsValue>,
+    network: RefCell<Option<Network>>,
+    channel: RefCell<Option<Rc<Channel>>>,
+    interval: RefCell<Option<Interval>>,
+    wake: RefCell<Option<Timeout>>,
+    idle: RefCell<Option<Timeout>>,
+    lock: RefCell<Option<LockRequest>>,
+    /// Drains started so far; a waiter settles once the drain it waits for has ended.
+    rounds: Cell<u64>,
+    waiters: RefCell<Vec<(u64, Function)>>,
+    catching_up: Cell<bool>,
+    catch_up_again: Cell<bool>,
+    listeners: Listeners,
+    delivery_queued: Cell<bool>,
+    open: Cell<bool>,
+    ended: Cell<bool>,
+}
+
+impl Runtime {
+    pub fn new(
+        id: u32,
+        db: Rc<CoreDb>,
+        shared_name: Option<String>,
+        detector: JsValue,
+        interval_ms: Option<u32>,
+    ) -> Rc<Runtime> {
+        let rt = Rc::new_cyclic(|me| Runtime {
+            id,
+            db: db.clone(),
+            me: me.clone(),
+            shared_name,
+            interval_ms: Cell::new(interval_ms.unwrap_or(DEFAULT_INTERVAL_MS)),
+            start_when_open: Cell::new(interval_ms.is_some()),
+            detector: RefCell::new(detector),
+            network: RefCell::new(None),
+            channel: RefCell::new(None),
+            interval: RefCell::new(None),
+            wake: RefCell::new(None),
+            idle: RefCell::new(None),
+            lock: RefCell::new(None),
+            rounds: Cell::new(0),
+            waiters: RefCell::new(Vec::new()),
+            catching_up: Cell::new(false),
+            catch_up_again: Cell::new(false),
+            listeners: Listeners::default(),
+            delivery_queued: Cell::new(false),
+            open: Cell::new(false),
+            ended: Cell::new(false),
+        });
+        let me = Rc::downgrade(&rt);
+        db.set_listener(Some(Box::new(move |models: &[String]| {
+            if let Some(rt) = me.upgrade() {
+                rt.changed(models);
+            }
+        })));
+        rt
+    }
+
+    /// Storage is open: listen to connectivity and other tabs, and start the loop if asked to.
+    pub fn opened(&self) -> Result<(), String> {
+        if self.ended.get() {
+            return Ok(());
+        }
+        self.open.set(true);
+        self.listen_network()?;
+        if let Some(name) = &self.shared_name {
+            let me = self.me.clone();
+            let heard = Rc::new(move |seq: u64| {
+                if let Some(rt) = me.upgrade() {
+                    rt.heard(seq);
+                }
+            });
+            *self.channel.borrow_mut() = Channel::open(name, self.db.seq(), heard);
+        }
+        if self.start_when_open.get() {
+            self.feed(Event::Start);
+        }
+        Ok(())
+    }
+
+    fn listen_network(&self) -> Result<(), String> {
+        let me = self.me.clone();
+        let changed = Rc::new(move |online: bool| {
+            if let Some(rt) = me.upgrade() {
+                rt.feed(Event::Online(online));
+            }
+        });
+        // The old listeners go before the new ones come.
+        self.network.borrow_mut().take();
+        let network = Network::listen(&self.detector.borrow(), changed)?;
+        let online = network.is_online();
+        *self.network.borrow_mut() = Some(network);
+        self.feed(Event::Online(online));
+        Ok(())
+    }
+
+    // ------------------------------------------------------------ the loop and drains
+    /// Starts the loop, with a new interval and detector if given.
+    pub fn start(&self, interval_ms: Option<u32>, detector: Option<JsValue>) -> Result<(), String> {
+        if self.ended.get() {
+            return Ok(());
+        }
+        if let Some(ms) = interval_ms {
+            if ms != self.interval_ms.get() {
+                self.interval_ms.set(ms);
+                if self.interval.borrow().is_some() {
+                    self.set_interval(true);
+                }
+            }
+        }
+        if let Some(d) = detector {
+            *self.detector.borrow_mut() = d;
+            if self.open.get() {
+                self.listen_network()?;
+            }
+        }
+        if self.open.get() {
+            self.feed(Event::Start);
+        } else {
+            self.start_when_open.set(true);
+        }
+        Ok(())
+    }
+
+    pub fn stop(&self) {
+        self.start_when_open.set(false);
+        if self.open.get() && !self.ended.get() {
+            self.feed(Event::Stop);
+        }
+    }
+
+    pub fn running(&self) -> bool {
+        if self.open.get() {
+            self.db.loop_running()
+        } else {
+            self.start_when_open.get()
+        }
+    }
+
+    /// A write to `model` committed: push it now if the model pushes.
+    pub fn wrote(&self, model: &str) {
+        if self.open.get() && !self.ended.get() && self.db.can_push(model) {
+            self.feed(Event::Request { force: false });
+        }
+    }
+
+    /// Drains now, ignoring backoff; resolves once the drain that serves this request ended (at
+    /// once when none will: offline, closed). Called from inside a push's own hook, it resolves
+    /// at once too: that drain cannot end before the hook returns.
+    pub fn retry_all(&self) -> Promise {
+        let mut resolve = None;
+        let promise = Promise::new(&mut |res, _| resolve = Some(res));
+        let Some(resolve) = resolve else {
+            return promise;
+        };
+        if !self.open.get() || self.ended.get() || self.db.push_in_flight() {
+            let _ = resolve.call0(&JsValue::NULL);
+            if self.open.get() && !self.ended.get() {
+                self.feed(Event::Request { force: true });
+            }
+            return promise;
+        }
+        self.waiters
+            .borrow_mut()
+            .push((self.rounds.get() + 1, resolve));
+        self.feed(Event::Request { force: true });
+        promise
+    }
+
+    /// Feeds `event` to the scheduler and carries out what it says.
+    fn feed(&self, event: Event) {
+        if self.ended.get() {
+            return;
+        }
+        let commands = fatal::as_engine(self.id, || self.db.schedule(event));
+        match commands {
+            Ok(commands) => {
+                for c in commands {
+                    self.exec(c);
+                }
+            }
+            Err(e) => report_error(&js_sys::Error::new(&e.to_string()).into()),
+        }
+    }
+
+    /// Runs `fut` as this engine's code (see [`fatal`]).
+    fn spawn(&self, fut: impl Future<Output = ()> + 'static) {
+        wasm_bindgen_futures::spawn_local(Tagged {
+            id: self.id,
+            fut: Box::pin(fut) as std::pin::Pin<Box<dyn Future<Output = ()>>>,
+        });
+    }
+
+    /// A callback that feeds `event` on a later microtask (timers and the lock call back through
+    /// it, so nothing they own is dropped from inside their own callback).
+    fn later(&self, event: Event) -> impl Fn() + 'static {
+        let me = self.me.clone();
+        move || {
+            let me = me.clone();
+            wasm_bindgen_futures::spawn_local(async move {
+                if let Some(rt) = me.upgrade() {
+                    rt.feed(event);
+                }
+            });
+        }
+    }
+
+    fn exec(&self, command: Command) {
+        match command {
+            Command::RequestLease => {
+                let granted = Rc::new(self.later(Event::LeaseGranted));
+                let lost = Rc::new(self.later(Event::LeaseLost));
+                let request = match &self.shared_name {
+                    Some(name) => {
+                        LockRequest::ask(&format!("micro-sync:{name}:outbox"), granted, lost)
+                    }
+                    None => LockRequest::granted_at_once(granted),
+                };
+                *self.lock.borrow_mut() = Some(request);
+            }
+            Command::Drain { force, catch_up } => {
+                let round = self.rounds.get() + 1;
+                self.rounds.set(round);
+                let (db, me) = (self.db.clone(), self.me.clone());
+                self.spawn(async move {
+                    if catch_up {
+                        // Another tab may have drained while this one did not hold the lock:
+                        // never push what it already did.
+                        let _ = db.catch_up().await;
+                    }
+                    let _ = db.drain_round(force).await;
+                    if let Some(rt) = me.upgrade() {
+                        rt.feed(Event::Drained { due: db.next_due() });
+                        rt.settle(round);
+                    }
+                });
+            }
+            Command::SetWake(at) => {
+                *self.wake.borrow_mut() = at.map(|at| {
+                    let ms = (at - js_sys::Date::now()).clamp(0.0, MAX_TIMER_MS);
+                    Timeout::new(ms as u32, self.later(Event::Wake))
+                });
+            }
+            Command::SetInterval(on) => self.set_interval(on),
+            Command::ArmIdle => {
+                *self.idle.borrow_mut() =
+                    Some(Timeout::new(LEASE_IDLE_MS, self.later(Event::LeaseIdle)));
+            }
+            Command::Release => {
+                let (db, me) = (self.db.clone(), self.me.clone());
+                self.spawn(async move {
+                    // Acknowledged pushes leave storage before the lock goes, so no tab reads
+                    // them back and pushes them again. (Closing commits them itself.)
+                    if !db.is_closing() {
+                        let _ = db.flush().await;
+                    }
+                    if let Some(rt) = me.upgrade() {
+                        rt.lock.borrow_mut().take();
+                        rt.feed(Event::Released);
+                    }
+                });
+            }
+            Command::Settle => self.settle(u64::MAX),
+        }
+    }
+
+    fn set_interval(&self, on: bool) {
+        let tick = self.later(Event::Tick);
+        *self.interval.borrow_mut() = on.then(|| Interval::new(self.interval_ms.get(), tick));
+    }
+
+    /// Resolves the waiters served by drain `round` (all of them for `u64::MAX`).
+    fn settle(&self, round: u64) {
+        let done: Vec<Function> = {
+            let mut waiters = self.waiters.borrow_mut();
+            let (done, wait): (Vec<_>, Vec<_>) = waiters.drain(..).partition(|(r, _)| *r <= round);
+            *waiters = wait;
+            done.into_iter().map(|(_, f)| f).collect()
+        };
+        for f in done {
+            let _ = f.call0(&JsValue::NULL);
+        }
+    }
+
+    // ------------------------------------------------------------ other tabs and listeners
+    /// Another tab announced commit `seq`: catch up (one catch-up at a time), then, if the loop
+    /// runs, look at the outbox.
+    fn heard(&self, seq: u64) {
+        if self.ended.get() || seq <= self.db.seq() {
+            return;
+        }
+        if self.catching_up.replace(true) {
+            self.catch_up_again.set(true);
+            return;
+        }
+        let (db, me) = (self.db.clone(), self.me.clone());
+        self.spawn(async move {
+            loop {
+                if let Some(rt) = me.upgrade() {
+                    rt.catch_up_again.set(false);
+                }
+                let _ = db.catch_up().await;
+                match me.upgrade() {
+                    Some(rt) if rt.catch_up_again.get() && !rt.ended.get() => continue,
+                    Some(rt) => {
+                        rt.catching_up.set(false);
+                        rt.feed(Event::Tick);
+                        break;
+                    }
+                    None => break,
+                }
+            }
+        });
+    }
+
+    /// The database reports a change (of status, and of these models' rows).
+    fn changed(&self, models: &[String]) {
+        self.listeners.note_changed(models);
+        if self.delivery_queued.replace(true) {
+            return;
+        }
+        let me = self.me.clone();
+        self.spawn(async move {
+            let Some(rt) = me.upgrade() else { return };
+            rt.delivery_queued.set(false);
+            if rt.ended.get() {
+                return;
+            }
+            if let Some(ch) = rt.channel.borrow().clone() {
+                let db = rt.db.clone();
+                ch.announce(move || db.seq());
+            }
+            rt.listeners.deliver(|model| rt.status(model).ok());
+        });
+    }
+
+    pub fn status(&self, model: &str) -> crate::Result<JsValue> {
+        let status = self.db.status(model)?;
+        Ok(self.listeners.snapshot(model, status))
+    }
+
+    pub fn subscribe(&self, model: &str, f: Function) -> crate::Result<u32> {
+        let current = self.status(model)?;
+        Ok(self.listeners.subscribe(model, f, current))
+    }
+
+    pub fn on_change(&self, f: Function) -> u32 {
+        self.listeners.on_change(f)
+    }
+
+    pub fn unsubscribe(&self, id: u32) {
+        self.listeners.remove(id);
+    }
+
+    // ------------------------------------------------------------ the end
+    /// `close()` was called: the loop and listeners stop now; a drain in flight ends at its next
+    /// step; the lock goes once storage is released (see [`Runtime::closed`]).
+    pub fn closing(&self) {
+        if self.ended.get() {
+            return;
+        }
+        self.feed(Event::Close);
+        self.network.borrow_mut().take();
+        self.listeners.clear();
+        self.settle(u64::MAX);
+    }
+
+    /// Storage is released: let the lock go, tell the other tabs the last commit, drop the rest.
+    pub fn closed(&self) {
+        if let Some(ch) = self.channel.borrow().as_ref() {
+            ch.post(self.db.seq());
+        }
+        self.end();
+    }
+
+    /// Drops everything this runtime handed to the browser (after close, or a trap).
+    pub fn end(&self) {
+        self.ended.set(true);
+        self.interval.borrow_mut().take();
+        self.wake.borrow_mut().take();
+        self.idle.borrow_mut().take();
+        self.lock.borrow_mut().take();
+        self.network.borrow_mut().take();
+        self.channel.borrow_mut().take();
+        self.listeners.clear();
+        self.waiters.borrow_mut().clear();
+    }
+}
