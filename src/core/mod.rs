@@ -3,14 +3,15 @@
 
 pub mod batch;
 pub mod db;
-pub mod engine;
 pub mod ids;
 pub mod limits;
 pub mod outbox;
 pub mod pattern;
+pub mod ports;
 pub mod query;
 pub mod queue;
 pub mod relations;
+pub mod replica;
 pub mod retry;
 pub mod scheduler;
 pub mod schema;

@@ -385,9 +385,9 @@ proptest! {
         data in proptest::collection::vec((arb_row(), arb_row(), arb_row()), 0..25),
         where_ in arb_where(),
     ) {
-        use crate::core::engine::Engine;
+        use crate::core::replica::Replica;
         let m: ModelDef = serde_json::from_value(json!({ "name": "t", "primaryKey": "id", "indexes": ["a", "b"] })).unwrap();
-        let mut engine = Engine::new(Schema::new(vec![m.clone()]).unwrap());
+        let mut engine = Replica::new(Schema::new(vec![m.clone()]).unwrap());
         let rows = numbered(&data);
         engine.load("t", rows.clone()).unwrap();
         // Also exercise index maintenance: rewrite every other row through a batch.
@@ -421,7 +421,7 @@ proptest! {
         limit in proptest::option::of(0usize..8),
     ) {
         use crate::core::batch::{Batch, RowOp};
-        use crate::core::engine::Engine;
+        use crate::core::replica::Replica;
         use crate::core::value::Key;
         use crate::storage::{MemoryStorage, Storage};
         use futures::executor::block_on;
@@ -444,12 +444,12 @@ proptest! {
         let orderby: Vec<Value> = order.iter().map(|(f, d)| json!({ "field": f, "direction": if *d { "desc" } else { "asc" } })).collect();
         let query = json!({ "where": where_, "orderBy": orderby, "limit": limit });
 
-        let mut loaded = Engine::new(schema.clone());
+        let mut loaded = Replica::new(schema.clone());
         loaded.load("t", block_on(storage.load(&m)).unwrap().items).unwrap();
         let sel = Select::parse(&schema, "t", Some(&query)).unwrap();
         let expected = loaded.select(&sel).unwrap();
 
-        let cold = Engine::new(schema.clone());
+        let cold = Replica::new(schema.clone());
         if let Some((field, keys)) = cold.probe("t", &sel.filter).unwrap() {
             prop_assert!(field == "id" || field == "a" || field == "b");
             let narrow = block_on(storage.load_matching(&m, &field, &keys)).unwrap().items;

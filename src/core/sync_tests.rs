@@ -1,6 +1,6 @@
 use super::*;
-use crate::core::engine::Engine;
 use crate::core::query::Filter;
+use crate::core::replica::Replica;
 use crate::core::schema::Schema;
 use proptest::prelude::*;
 use serde_json::json;
@@ -29,17 +29,17 @@ fn replay_truth_table() {
     assert_eq!(step(None, &Effect::Delete), None);
 }
 
-fn engine() -> Engine {
+fn engine() -> Replica {
     let m: ModelDef =
         serde_json::from_value(json!({ "name": "t", "primaryKey": "id", "hasMutation": true }))
             .unwrap();
-    let mut e = Engine::new(Schema::new(vec![m]).unwrap());
+    let mut e = Replica::new(Schema::new(vec![m]).unwrap());
     e.load("t", vec![]).unwrap();
     e
 }
 
 /// Plans and applies a local write as the database does.
-fn write(e: &mut Engine, op: &Op) {
+fn write(e: &mut Replica, op: &Op) {
     let filter =
         |k: i64| Filter::parse(e.schema.model("t").unwrap(), Some(&json!({ "id": k }))).unwrap();
     let batch = match op {
@@ -64,7 +64,7 @@ fn write(e: &mut Engine, op: &Op) {
     e.apply(&batch);
 }
 
-fn state(e: &Engine) -> BTreeMap<i64, i64> {
+fn state(e: &Replica) -> BTreeMap<i64, i64> {
     let sel = crate::core::query::Select::parse(&e.schema, "t", None).unwrap();
     e.select(&sel)
         .unwrap()

@@ -3,10 +3,10 @@
 
 use super::{Db, Remote, Storage, Validator};
 use crate::core::db::PushOutcome;
-use crate::core::engine::pull_issue;
 use crate::core::limits::{too_deep_path, MAX_DEPTH};
 use crate::core::query::Select;
 use crate::core::queue::Turn;
+use crate::core::replica::pull_issue;
 use crate::core::scheduler::{Command, Event};
 use crate::core::value::Row;
 use crate::error::{Error, Issue, Result};
@@ -48,8 +48,8 @@ impl<S: Storage, V: Validator, R: Remote> Db<S, V, R> {
     /// When the outbox head may be pushed next; `None` when the outbox is empty or its head
     /// belongs to a model that cannot push.
     pub fn next_due(&self) -> Option<f64> {
-        let engine = self.engine.borrow();
-        let head = engine.outbox().first()?;
+        let replica = self.replica.borrow();
+        let head = replica.outbox().first()?;
         self.remote
             .can_push(&head.model)
             .then_some(head.next_attempt_at)
@@ -108,7 +108,7 @@ impl<S: Storage, V: Validator, R: Remote> Db<S, V, R> {
         let mut report = DrainReport::default();
         let result = self.drain_loop(force, &mut report).await;
         *self.in_flight.borrow_mut() = None;
-        report.remaining = self.engine.borrow().outbox().len();
+        report.remaining = self.replica.borrow().outbox().len();
         self.notify();
         result.map(|()| report)
     }
@@ -119,7 +119,7 @@ impl<S: Storage, V: Validator, R: Remote> Db<S, V, R> {
             if !self.status.borrow().sched.online() || self.closing.get() {
                 break;
             }
-            let head = self.engine.borrow().outbox().first().cloned();
+            let head = self.replica.borrow().outbox().first().cloned();
             let Some(entry) = head else { break };
             let now = (self.env.now)();
             if (!force && entry.next_attempt_at > now) || !tried.insert(entry.mutation_id.clone()) {
@@ -141,8 +141,8 @@ impl<S: Storage, V: Validator, R: Remote> Db<S, V, R> {
                     if !self.has_entry(id) {
                         continue;
                     }
-                    let batch = self.engine.borrow().plan_push_done(id)?;
-                    self.engine.borrow_mut().apply(&batch);
+                    let batch = self.replica.borrow().plan_push_done(id)?;
+                    self.replica.borrow_mut().apply(&batch);
                     self.acks.borrow_mut().merge(batch);
                     if self.acks.borrow().outbox_delete.len() >= ACK_BATCH {
                         self.flush_acks().await?;
@@ -158,11 +158,11 @@ impl<S: Storage, V: Validator, R: Remote> Db<S, V, R> {
                 PushOutcome::Retry(msg) => {
                     let delay = self.backoff.delay(entry.attempts + 1, (self.env.random)());
                     let planned = self
-                        .commit_planned(&[], |engine| {
-                            if !engine.outbox().iter().any(|e| e.mutation_id == id) {
+                        .commit_planned(&[], |replica| {
+                            if !replica.outbox().iter().any(|e| e.mutation_id == id) {
                                 return Ok(None);
                             }
-                            let batch = engine.plan_push_retry(id, &msg, now + delay)?;
+                            let batch = replica.plan_push_retry(id, &msg, now + delay)?;
                             Ok(Some((batch, ())))
                         })
                         .await?;
@@ -175,11 +175,11 @@ impl<S: Storage, V: Validator, R: Remote> Db<S, V, R> {
                 }
                 PushOutcome::Reject(msg) => {
                     let planned = self
-                        .commit_planned(std::slice::from_ref(&entry.model), |engine| {
-                            if !engine.outbox().iter().any(|e| e.mutation_id == id) {
+                        .commit_planned(std::slice::from_ref(&entry.model), |replica| {
+                            if !replica.outbox().iter().any(|e| e.mutation_id == id) {
                                 return Ok(None);
                             }
-                            Ok(Some((engine.plan_rollback(id)?, ())))
+                            Ok(Some((replica.plan_rollback(id)?, ())))
                         })
                         .await?;
                     if planned.is_some() {
@@ -199,7 +199,7 @@ impl<S: Storage, V: Validator, R: Remote> Db<S, V, R> {
     }
 
     fn has_entry(&self, mutation_id: &str) -> bool {
-        self.engine
+        self.replica
             .borrow()
             .outbox()
             .iter()
@@ -213,11 +213,11 @@ impl<S: Storage, V: Validator, R: Remote> Db<S, V, R> {
         m.last_error_is_rejection = rejection;
     }
 
-    /// Pulls `sync.query(query)` and merges it (see [`crate::core::engine::Engine::plan_pull`]);
+    /// Pulls `sync.query(query)` and merges it (see [`crate::core::replica::Replica::plan_pull`]);
     /// resolves with the local rows for `query` afterwards. Invalid remote rows are skipped and
     /// reported in the model's `lastError`.
     pub async fn pull(&self, model: &str, query: Option<&Value>) -> Result<Vec<Value>> {
-        let sel = Select::parse(&self.engine.borrow().schema, model, query)?;
+        let sel = Select::parse(&self.replica.borrow().schema, model, query)?;
         self.ready().await?;
         self.status.borrow_mut().model_mut(model).pulling += 1;
         self.notify();
@@ -250,7 +250,7 @@ impl<S: Storage, V: Validator, R: Remote> Db<S, V, R> {
         sel: &Select,
     ) -> Result<Option<String>> {
         let pulled = self.remote.pull(model, query).await.map_err(Error::Sync)?;
-        let has_schema = self.engine.borrow().schema.model(model)?.has_schema;
+        let has_schema = self.replica.borrow().schema.model(model)?.has_schema;
         let refused: HashSet<String> = pulled
             .issues
             .iter()
@@ -276,8 +276,8 @@ impl<S: Storage, V: Validator, R: Remote> Db<S, V, R> {
                 .await;
             let _turn = self.queue.turn().await;
             let plan = self
-                .commit_planned(&[model.to_string()], |engine| {
-                    let (batch, plan) = engine.plan_pull(model, rows.clone())?;
+                .commit_planned(&[model.to_string()], |replica| {
+                    let (batch, plan) = replica.plan_pull(model, rows.clone())?;
                     Ok(Some((batch, plan)))
                 })
                 .await?;
@@ -288,8 +288,8 @@ impl<S: Storage, V: Validator, R: Remote> Db<S, V, R> {
         }
         if sel.limit.is_none() && sel.offset == 0 {
             let _turn = self.queue.turn().await;
-            self.commit_planned(&[model.to_string()], |engine| {
-                let batch = engine.plan_pull_deletions(model, &sel.filter, &seen)?;
+            self.commit_planned(&[model.to_string()], |replica| {
+                let batch = replica.plan_pull_deletions(model, &sel.filter, &seen)?;
                 Ok(Some((batch, ())))
             })
             .await?;
@@ -372,7 +372,7 @@ impl<S: Storage, V: Validator, R: Remote> Db<S, V, R> {
             )));
         }
         let model = self
-            .engine
+            .replica
             .borrow()
             .outbox()
             .iter()
@@ -380,11 +380,15 @@ impl<S: Storage, V: Validator, R: Remote> Db<S, V, R> {
             .map(|e| e.model.clone());
         let model =
             model.ok_or_else(|| Error::Sync(format!("no pending mutation {mutation_id}")))?;
-        self.commit_planned(&[model], |engine| {
-            if !engine.outbox().iter().any(|e| e.mutation_id == mutation_id) {
+        self.commit_planned(&[model], |replica| {
+            if !replica
+                .outbox()
+                .iter()
+                .any(|e| e.mutation_id == mutation_id)
+            {
                 return Err(Error::Sync(format!("no pending mutation {mutation_id}")));
             }
-            Ok(Some((engine.plan_rollback(mutation_id)?, ())))
+            Ok(Some((replica.plan_rollback(mutation_id)?, ())))
         })
         .await?;
         Ok(())
@@ -404,14 +408,14 @@ impl<S: Storage, V: Validator, R: Remote> Db<S, V, R> {
         self.check_open()?;
         let now = (self.env.now)();
         let model = self
-            .commit_planned(&[], |engine| {
-                let model = engine
+            .commit_planned(&[], |replica| {
+                let model = replica
                     .outbox()
                     .iter()
                     .find(|e| e.mutation_id == mutation_id)
                     .map(|e| e.model.clone())
                     .unwrap_or_default();
-                Ok(Some((engine.plan_due_now(mutation_id, now)?, model)))
+                Ok(Some((replica.plan_due_now(mutation_id, now)?, model)))
             })
             .await?;
         Ok(model.unwrap_or_default())

@@ -1,0 +1,152 @@
+//! Writes: insert, update and delete, planned in memory, validated, committed, then applied.
+
+use super::*;
+
+impl<S: Storage, V: Validator, R: Remote> Db<S, V, R> {
+    pub(super) async fn validate(&self, model: &str, rows: Vec<Value>) -> Result<Vec<Value>> {
+        let has_schema = self.replica.borrow().schema.model(model)?.has_schema;
+        if !has_schema || rows.is_empty() {
+            return Ok(rows);
+        }
+        let n = rows.len();
+        let out = self.validator.validate(model, rows).await?;
+        if out.len() != n {
+            return Err(Error::storage(format!(
+                "validator returned {} rows for {n}",
+                out.len()
+            )));
+        }
+        Ok(out)
+    }
+
+    pub fn insert<'a>(
+        &'a self,
+        model: &'a str,
+        values: &'a Value,
+        returning: Option<&'a Value>,
+    ) -> impl Future<Output = Result<Vec<Value>>> + 'a {
+        self.insert_in(self.turn(), model, values, returning)
+    }
+
+    pub async fn insert_in(
+        &self,
+        turn: Turn,
+        model: &str,
+        values: &Value,
+        returning: Option<&Value>,
+    ) -> Result<Vec<Value>> {
+        let ret = self.replica.borrow().parse_returning(model, returning)?;
+        let _turn = turn.await;
+        let now = (self.env.now)();
+        self.write_validated(
+            &ret,
+            model,
+            |replica| replica.prepare_insert(model, values, now),
+            |replica, rows| replica.build_insert(model, rows, now),
+        )
+        .await
+    }
+
+    pub fn update<'a>(
+        &'a self,
+        model: &'a str,
+        where_: Option<&'a Value>,
+        values: &'a Value,
+        returning: Option<&'a Value>,
+    ) -> impl Future<Output = Result<Vec<Value>>> + 'a {
+        self.update_in(self.turn(), model, where_, values, returning)
+    }
+
+    pub async fn update_in(
+        &self,
+        turn: Turn,
+        model: &str,
+        where_: Option<&Value>,
+        values: &Value,
+        returning: Option<&Value>,
+    ) -> Result<Vec<Value>> {
+        let filter = self.required_filter(model, where_, "update")?;
+        let ret = self.replica.borrow().parse_returning(model, returning)?;
+        let _turn = turn.await;
+        let now = (self.env.now)();
+        self.write_validated(
+            &ret,
+            model,
+            |replica| replica.plan_update(model, &filter, values),
+            |replica, rows| replica.build_update(model, rows, values, now),
+        )
+        .await
+    }
+
+    /// A write whose rows go through the schema: `plan` proposes the rows, the validator checks
+    /// them (asynchronously), `build` turns the validated rows into a batch. All of it again
+    /// after catching up when storage moved on. The caller holds a turn.
+    pub(super) async fn write_validated(
+        &self,
+        ret: &Returning,
+        model: &str,
+        plan: impl Fn(&Replica) -> Result<Vec<Value>>,
+        build: impl Fn(&Replica, Vec<Value>) -> Result<(Batch, Vec<Rc<Row>>)>,
+    ) -> Result<Vec<Value>> {
+        self.check_open()?;
+        let models = Replica::returning_models(ret);
+        for _ in 0..MAX_ATTEMPTS {
+            self.ensure_loaded(&models).await?;
+            let rows = plan(&self.replica.borrow())?;
+            let rows = self.validate(model, rows).await?;
+            let (batch, affected) = build(&self.replica.borrow(), rows)?;
+            if self.try_commit(&batch).await? {
+                return self.replica.borrow().returning(ret, &affected);
+            }
+        }
+        Err(too_busy())
+    }
+
+    pub fn delete<'a>(
+        &'a self,
+        model: &'a str,
+        where_: Option<&'a Value>,
+        returning: Option<&'a Value>,
+    ) -> impl Future<Output = Result<Vec<Value>>> + 'a {
+        self.delete_in(self.turn(), model, where_, returning)
+    }
+
+    pub async fn delete_in(
+        &self,
+        turn: Turn,
+        model: &str,
+        where_: Option<&Value>,
+        returning: Option<&Value>,
+    ) -> Result<Vec<Value>> {
+        let filter = self.required_filter(model, where_, "delete")?;
+        let ret = self.replica.borrow().parse_returning(model, returning)?;
+        let _turn = turn.await;
+        self.check_open()?;
+        let now = (self.env.now)();
+        let rows = self
+            .commit_planned(&Replica::returning_models(&ret), |replica| {
+                let rows = replica.plan_delete(model, &filter)?;
+                let batch = replica.build_delete(model, &rows, now)?;
+                Ok(Some((batch, rows)))
+            })
+            .await?
+            .unwrap_or_default();
+        self.replica.borrow().returning(&ret, &rows)
+    }
+
+    /// `update` and `delete` need an explicit `where`: `where: {}` targets every row on purpose,
+    /// a missing one is almost always a bug (e.g. `{ id: undefined }` serialized away).
+    pub(super) fn required_filter(
+        &self,
+        model: &str,
+        where_: Option<&Value>,
+        op: &str,
+    ) -> Result<Filter> {
+        match where_ {
+            None | Some(Value::Null) => Err(Error::query(format!(
+                "{op} on \"{model}\" needs a where; pass where: {{}} to {op} every row"
+            ))),
+            w => self.filter(model, w),
+        }
+    }
+}

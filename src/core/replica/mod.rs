@@ -1,0 +1,374 @@
+//! The synchronous heart of the database: a replica of storage in memory (loaded tables and
+//! their indexes, the pending outbox) that answers queries and plans changes.
+//!
+//! A write is planned in three steps so that nothing is changed until storage has committed:
+//! `prepare_*` / `plan_*` compute the candidate rows, the caller validates them, `build_*` turns
+//! them into a [`Batch`], and after the storage commits it, [`Replica::apply`] updates memory.
+//! Write planning is in `write_plan`, sync planning (pushes' outcomes, rollbacks, pulls) in
+//! `sync_plan`.
+
+mod sync_plan;
+mod write_plan;
+
+pub use sync_plan::{pull_issue, PullPlan};
+
+use crate::core::batch::RowOp;
+use crate::core::ids::{IdGen, RandomSource};
+use crate::core::limits::{too_deep_path, MAX_DEPTH};
+use crate::core::outbox::OutboxEntry;
+use crate::core::query::{parse_fields, parse_relations, run, Filter, Op, Select};
+use crate::core::relations::{materialize, Tables};
+use crate::core::schema::{ModelDef, Schema};
+use crate::core::table::Table;
+use crate::core::value::{Key, Row};
+use crate::error::{Error, Issue, Result};
+use serde_json::Value;
+use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
+use std::rc::Rc;
+
+pub struct Replica {
+    pub schema: Schema,
+    tables: Tables,
+    /// Pending outbox entries, oldest first (mirrors the storage's outbox store).
+    outbox: Vec<OutboxEntry>,
+    /// Mutation ids and generated primary keys (interior mutability keeps planning `&self`).
+    ids: RefCell<IdGen>,
+}
+
+/// What a write returns: `returning: { fields, relations }` parsed up front, so a bad option fails
+/// before anything is written.
+#[derive(Debug)]
+pub struct Returning(Select);
+
+impl Replica {
+    pub fn new(schema: Schema) -> Self {
+        Replica {
+            schema,
+            tables: HashMap::new(),
+            outbox: Vec::new(),
+            ids: RefCell::new(IdGen::default()),
+        }
+    }
+
+    /// Where new ids take their random bits from.
+    pub fn set_random(&mut self, random: RandomSource) {
+        self.ids = RefCell::new(IdGen::new(random));
+    }
+
+    /// Replaces the in-memory outbox with what storage holds.
+    pub fn set_outbox(&mut self, mut entries: Vec<OutboxEntry>) {
+        entries.sort_by(|a, b| a.mutation_id.cmp(&b.mutation_id));
+        self.outbox = entries;
+    }
+
+    /// Replaces the outbox entries with these ids by `entries` (what storage holds for them now;
+    /// an id without an entry there is removed).
+    pub fn refresh_outbox(&mut self, ids: &[String], entries: Vec<OutboxEntry>) {
+        let gone: HashSet<&str> = ids.iter().map(String::as_str).collect();
+        self.outbox
+            .retain(|e| !gone.contains(e.mutation_id.as_str()));
+        for e in entries {
+            match self
+                .outbox
+                .binary_search_by(|x| x.mutation_id.cmp(&e.mutation_id))
+            {
+                Ok(i) => self.outbox[i] = e,
+                Err(i) => self.outbox.insert(i, e),
+            }
+        }
+    }
+
+    /// Forgets every loaded model (they are read again when next needed).
+    pub fn unload_all(&mut self) {
+        self.tables.clear();
+    }
+
+    pub fn outbox(&self) -> &[OutboxEntry] {
+        &self.outbox
+    }
+
+    pub fn pending_count(&self, model: &str) -> usize {
+        self.outbox.iter().filter(|e| e.model == model).count()
+    }
+
+    /// Forgets a model's rows so the next read loads them again (another tab changed them).
+    pub fn unload(&mut self, model: &str) {
+        self.tables.remove(model);
+    }
+
+    /// Replaces the rows with these primary keys by `rows` (what storage holds for them now; a key
+    /// without a row there is removed). Does nothing for a model that is not loaded.
+    pub fn refresh(&mut self, model: &str, keys: &[Key], rows: Vec<Row>) -> Result<()> {
+        let def = self.schema.model(model)?.clone();
+        let Some(table) = self.tables.get_mut(model) else {
+            return Ok(());
+        };
+        for k in keys {
+            table.remove(k);
+        }
+        for row in rows {
+            // A row storage holds under a key the model cannot read is not the engine's to keep.
+            if let Ok(key) = row_key(&def, &row) {
+                table.put(key, Rc::new(row));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn is_loaded(&self, model: &str) -> bool {
+        self.tables.contains_key(model)
+    }
+
+    pub fn load(&mut self, model: &str, rows: Vec<Row>) -> Result<()> {
+        let def = self.schema.model(model)?;
+        let table = table_of(def, rows)?;
+        self.tables.insert(model.to_string(), table);
+        Ok(())
+    }
+
+    fn table(&self, model: &str) -> Result<&Table> {
+        self.tables
+            .get(model)
+            .ok_or_else(|| Error::storage(format!("model \"{model}\" was not loaded")))
+    }
+
+    fn primary_keys(&self) -> HashMap<&str, &str> {
+        self.schema
+            .models
+            .values()
+            .map(|m| (m.name.as_str(), m.primary_key.as_str()))
+            .collect()
+    }
+
+    /// Rows of `model` matching `filter`, in primary-key order. The filter's top-level `eq`/`in`
+    /// conditions pick the candidates when they name the primary key or an indexed field.
+    pub fn matching(&self, model: &str, filter: &Filter) -> Result<Vec<&Rc<Row>>> {
+        let def = self.schema.model(model)?;
+        Ok(matching_in(def, self.table(model)?, filter))
+    }
+
+    /// Which rows to read from storage to answer `filter` on a model that is not in memory:
+    /// `(field, keys)` for the top-level `eq`/`in` condition on the primary key (preferred) or on
+    /// an indexed field with the fewest values. Every row matching `filter` is among the rows
+    /// whose `field` holds one of `keys`. `None` when no such condition exists.
+    pub fn probe(&self, model: &str, filter: &Filter) -> Result<Option<(String, Vec<Key>)>> {
+        let def = self.schema.model(model)?;
+        let mut best: Option<(String, Vec<Key>)> = None;
+        for c in filter.conjuncts() {
+            let Filter::Field(f, op) = c else { continue };
+            let Some(keys) = op_keys(op) else { continue };
+            if f == &def.primary_key {
+                return Ok(Some((f.clone(), keys)));
+            }
+            if def.indexes.contains(f) && best.as_ref().is_none_or(|(_, b)| keys.len() < b.len()) {
+                best = Some((f.clone(), keys));
+            }
+        }
+        Ok(best)
+    }
+
+    /// Answers a select without relations from `rows` alone: the rows storage returned for
+    /// [`Replica::probe`]'s condition, for a model that is not in memory. Same result as
+    /// [`Replica::select`] on the loaded model.
+    pub fn select_from(&self, sel: &Select, rows: Vec<Row>) -> Result<Vec<Value>> {
+        debug_assert!(sel.relations.is_empty());
+        let def = self.schema.model(&sel.model)?;
+        let table = table_of(def, rows)?;
+        self.page(&Tables::new(), sel, matching_in(def, &table, &sel.filter))
+    }
+
+    pub fn select(&self, sel: &Select) -> Result<Vec<Value>> {
+        let candidates = self.matching(&sel.model, &sel.filter)?;
+        self.page(&self.tables, sel, candidates)
+    }
+
+    /// Orders and pages the matching rows, then projects them and attaches relations.
+    fn page(&self, tables: &Tables, sel: &Select, matching: Vec<&Rc<Row>>) -> Result<Vec<Value>> {
+        let page = run(
+            &Filter::All,
+            &sel.order,
+            sel.offset,
+            sel.limit,
+            matching.into_iter(),
+        );
+        materialize(tables, &self.primary_keys(), sel, &page)
+    }
+
+    pub fn count(&self, model: &str, filter: &Filter) -> Result<usize> {
+        if matches!(filter, Filter::All) {
+            return Ok(self.table(model)?.len());
+        }
+        Ok(self.matching(model, filter)?.len())
+    }
+
+    /// The primary-key value `get` was given, as a key.
+    pub fn get_key(&self, model: &str, key: &Value) -> Result<Key> {
+        let def = self.schema.model(model)?;
+        Key::from_value(key).ok_or_else(|| {
+            Error::query(format!(
+                "get on \"{}\" needs a string or number key, got {key}",
+                def.name
+            ))
+        })
+    }
+
+    pub fn get(&self, model: &str, key: &Value) -> Result<Option<Value>> {
+        let key = self.get_key(model, key)?;
+        Ok(self
+            .table(model)?
+            .get(&key)
+            .map(|r| Value::Object((**r).clone())))
+    }
+
+    pub fn parse_returning(&self, model: &str, v: Option<&Value>) -> Result<Returning> {
+        let def = self.schema.model(model)?;
+        let (fields, relations) = match v {
+            None | Some(Value::Null) | Some(Value::Bool(true)) => (None, Vec::new()),
+            Some(Value::Object(o)) => {
+                if let Some(k) = o.keys().find(|k| *k != "fields" && *k != "relations") {
+                    return Err(Error::query(format!(
+                        "unknown returning option \"{k}\"; use fields or relations"
+                    )));
+                }
+                (
+                    parse_fields(def, o.get("fields"), "returning.fields")?,
+                    parse_relations(&self.schema, def, o.get("relations"))?,
+                )
+            }
+            Some(other) => {
+                return Err(Error::query(format!(
+                    "returning must be an object, got {other}"
+                )))
+            }
+        };
+        Ok(Returning(Select {
+            model: model.to_string(),
+            filter: Filter::All,
+            order: Vec::new(),
+            limit: None,
+            offset: 0,
+            fields,
+            relations,
+        }))
+    }
+
+    pub fn returning(&self, ret: &Returning, rows: &[Rc<Row>]) -> Result<Vec<Value>> {
+        let refs: Vec<&Rc<Row>> = rows.iter().collect();
+        materialize(&self.tables, &self.primary_keys(), &ret.0, &refs)
+    }
+
+    /// Every model a returning clause reads.
+    pub fn returning_models(ret: &Returning) -> Vec<String> {
+        let mut out = Vec::new();
+        ret.0.models(&mut out);
+        out
+    }
+}
+
+fn row_op(model: &str, key: Key, row: Option<Row>) -> RowOp {
+    match row {
+        Some(r) => RowOp::Put {
+            model: model.to_string(),
+            key,
+            row: Rc::new(r),
+        },
+        None => RowOp::Delete {
+            model: model.to_string(),
+            key,
+        },
+    }
+}
+
+fn into_row(def: &ModelDef, i: usize, v: Value) -> Result<Row> {
+    if let Some(path) = too_deep_path(&v, MAX_DEPTH) {
+        return Err(Error::Validation {
+            model: def.name.clone(),
+            issues: vec![Issue {
+                path: std::iter::once(i.to_string()).chain(path).collect(),
+                message: format!("nested deeper than {MAX_DEPTH} levels"),
+            }],
+        });
+    }
+    match v {
+        Value::Object(o) => Ok(o),
+        other => Err(Error::Validation {
+            model: def.name.clone(),
+            issues: vec![crate::error::Issue {
+                path: vec![i.to_string()],
+                message: format!("the schema must produce an object, got {other}"),
+            }],
+        }),
+    }
+}
+
+/// The primary key of a row, or a validation error naming what is wrong with it.
+/// A table of `def`'s rows, with its declared indexes.
+fn table_of(def: &ModelDef, rows: Vec<Row>) -> Result<Table> {
+    let mut table = Table::with_indexes(&def.indexes);
+    for row in rows {
+        let key = row_key(def, &row)?;
+        table.put(key, Rc::new(row));
+    }
+    Ok(table)
+}
+
+/// The keys an `eq`/`in` operand names (sorted, without duplicates), if every one can be a key.
+fn op_keys(op: &Op) -> Option<Vec<Key>> {
+    match op {
+        Op::Eq(v) => Key::from_value(v).map(|k| vec![k]),
+        Op::In(vs) => vs
+            .values
+            .iter()
+            .map(Key::from_value)
+            .collect::<Option<Vec<_>>>()
+            .map(|mut ks| {
+                ks.sort();
+                ks.dedup();
+                ks
+            }),
+        _ => None,
+    }
+}
+
+/// Rows of `table` matching `filter`, in primary-key order; see [`Replica::matching`].
+fn matching_in<'t>(def: &ModelDef, table: &'t Table, filter: &Filter) -> Vec<&'t Rc<Row>> {
+    let mut best: Option<Vec<&Rc<Row>>> = None;
+    for c in filter.conjuncts() {
+        let Filter::Field(f, op) = c else { continue };
+        let Some(values) = op_keys(op) else { continue };
+        let candidates: Vec<&Rc<Row>> = if f == &def.primary_key {
+            values.iter().filter_map(|k| table.get(k)).collect()
+        } else if let Some(keys) = table.lookup(f, &values) {
+            keys.into_iter().filter_map(|k| table.get(k)).collect()
+        } else {
+            continue;
+        };
+        if best.as_ref().is_none_or(|b| candidates.len() < b.len()) {
+            best = Some(candidates);
+        }
+    }
+    match best {
+        Some(c) => c.into_iter().filter(|r| filter.matches(r)).collect(),
+        None => table.iter().filter(|r| filter.matches(r)).collect(),
+    }
+}
+
+pub fn row_key(def: &ModelDef, row: &Row) -> Result<Key> {
+    match row.get(&def.primary_key) {
+        Some(v) => Key::from_value(v).ok_or_else(|| Error::Validation {
+            model: def.name.clone(),
+            issues: vec![crate::error::Issue {
+                path: vec![def.primary_key.clone()],
+                message: format!("primary key must be a string or a finite number, got {v}"),
+            }],
+        }),
+        None => Err(Error::Validation {
+            model: def.name.clone(),
+            issues: vec![crate::error::Issue {
+                path: vec![def.primary_key.clone()],
+                message: "primary key is missing".into(),
+            }],
+        }),
+    }
+}

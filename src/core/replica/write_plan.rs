@@ -1,0 +1,251 @@
+//! Write planning: inserts, updates and deletes turned into batches, and batches applied.
+
+use super::*;
+use crate::core::batch::{Batch, RowOp};
+use crate::core::outbox::{Action, Before, OutboxEntry};
+use crate::core::query::Filter;
+use crate::core::schema::ModelDef;
+use crate::core::value::Row;
+use crate::error::{Error, Result};
+use serde_json::{json, Value};
+use std::collections::HashSet;
+use std::rc::Rc;
+
+impl Replica {
+    /// Normalizes insert `values` (a row or an array of rows) and fills missing primary keys with
+    /// UUIDv7 strings.
+    pub fn prepare_insert(&self, model: &str, values: &Value, now: f64) -> Result<Vec<Value>> {
+        let def = self.schema.model(model)?;
+        let items: Vec<&Value> = match values {
+            Value::Array(a) => a.iter().collect(),
+            v => vec![v],
+        };
+        items
+            .into_iter()
+            .enumerate()
+            .map(|(i, v)| {
+                let Value::Object(o) = v else {
+                    return Err(Error::Validation {
+                        model: def.name.clone(),
+                        issues: vec![crate::error::Issue {
+                            path: vec![i.to_string()],
+                            message: format!("a row must be an object, got {v}"),
+                        }],
+                    });
+                };
+                let mut o = o.clone();
+                if o.get(&def.primary_key).is_none_or(Value::is_null) {
+                    o.insert(
+                        def.primary_key.clone(),
+                        Value::String(self.ids.borrow_mut().next(now, None)),
+                    );
+                }
+                Ok(Value::Object(o))
+            })
+            .collect()
+    }
+
+    /// The rows an update would write: each matching row with `values` merged over it.
+    pub fn plan_update(&self, model: &str, filter: &Filter, values: &Value) -> Result<Vec<Value>> {
+        let def = self.schema.model(model)?;
+        let Value::Object(patch) = values else {
+            return Err(Error::query(format!(
+                "update values on \"{model}\" must be an object, got {values}"
+            )));
+        };
+        for f in patch.keys() {
+            def.check_field(f, "update values")?;
+        }
+        let rows = self.matching(model, filter)?;
+        rows.into_iter()
+            .map(|r| {
+                let mut merged = (**r).clone();
+                for (k, v) in patch {
+                    merged.insert(k.clone(), v.clone());
+                }
+                if merged.get(&def.primary_key) != r.get(&def.primary_key) {
+                    return Err(Error::query(format!(
+                        "update cannot change the primary key \"{}\" of \"{model}\"; delete and insert instead",
+                        def.primary_key
+                    )));
+                }
+                Ok(Value::Object(merged))
+            })
+            .collect()
+    }
+
+    pub fn plan_delete(&self, model: &str, filter: &Filter) -> Result<Vec<Rc<Row>>> {
+        Ok(self.matching(model, filter)?.into_iter().cloned().collect())
+    }
+
+    /// A new outbox entry. Its id sorts after every entry in the outbox, so it is pushed after
+    /// them (see [`crate::core::ids`]).
+    fn outbox_entry(
+        &self,
+        def: &ModelDef,
+        action: Action,
+        query: Value,
+        before: Vec<Before>,
+        now: f64,
+    ) -> OutboxEntry {
+        let floor = self.outbox.last().map(|e| e.mutation_id.as_str());
+        OutboxEntry {
+            mutation_id: self.ids.borrow_mut().next(now, floor),
+            model: def.name.clone(),
+            action,
+            query,
+            created_at: now,
+            attempts: 0,
+            last_error: None,
+            next_attempt_at: now,
+            before,
+        }
+    }
+
+    /// Validated rows to insert → batch. Fails on a duplicate key (in the table or the batch).
+    pub fn build_insert(
+        &self,
+        model: &str,
+        rows: Vec<Value>,
+        now: f64,
+    ) -> Result<(Batch, Vec<Rc<Row>>)> {
+        let def = self.schema.model(model)?;
+        let table = self.table(model)?;
+        let mut batch = Batch::default();
+        let mut seen = HashSet::new();
+        let mut affected = Vec::with_capacity(rows.len());
+        for (i, v) in rows.into_iter().enumerate() {
+            let row = into_row(def, i, v)?;
+            let key = row_key(def, &row)?;
+            if table.contains(&key) || !seen.insert(key.clone()) {
+                return Err(Error::Constraint(format!(
+                    "a \"{model}\" row with {} {key} already exists; use update to change it",
+                    def.primary_key
+                )));
+            }
+            let row = Rc::new(row);
+            affected.push(row.clone());
+            batch.rows.push(RowOp::Insert {
+                model: model.to_string(),
+                key,
+                row,
+            });
+        }
+        if def.has_mutation && !affected.is_empty() {
+            let values: Vec<Value> = affected
+                .iter()
+                .map(|r| Value::Object((**r).clone()))
+                .collect();
+            let before = affected
+                .iter()
+                .map(|r| Before {
+                    key: r[&def.primary_key].clone(),
+                    row: None,
+                })
+                .collect();
+            batch.outbox_put.push(self.outbox_entry(
+                def,
+                Action::Insert,
+                json!({ "values": values }),
+                before,
+                now,
+            ));
+        }
+        Ok((batch, affected))
+    }
+
+    /// Validated merged rows → batch. `patch` is what the user asked to change (sent to the hook).
+    pub fn build_update(
+        &self,
+        model: &str,
+        rows: Vec<Value>,
+        patch: &Value,
+        now: f64,
+    ) -> Result<(Batch, Vec<Rc<Row>>)> {
+        let def = self.schema.model(model)?;
+        let table = self.table(model)?;
+        let mut batch = Batch::default();
+        let mut affected = Vec::with_capacity(rows.len());
+        let mut before = Vec::new();
+        for (i, v) in rows.into_iter().enumerate() {
+            let row = into_row(def, i, v)?;
+            let key = row_key(def, &row)?;
+            let old = table.get(&key).ok_or_else(|| {
+                Error::query(format!(
+                    "the schema changed the primary key of a \"{model}\" row during update"
+                ))
+            })?;
+            before.push(Before {
+                key: key.to_value(),
+                row: Some((**old).clone()),
+            });
+            let row = Rc::new(row);
+            affected.push(row.clone());
+            batch.rows.push(RowOp::Put {
+                model: model.to_string(),
+                key,
+                row,
+            });
+        }
+        if def.has_mutation && !affected.is_empty() {
+            let keys: Vec<Value> = before.iter().map(|b| b.key.clone()).collect();
+            let query =
+                json!({ "where": { def.primary_key.clone(): { "in": keys } }, "values": patch });
+            batch
+                .outbox_put
+                .push(self.outbox_entry(def, Action::Update, query, before, now));
+        }
+        Ok((batch, affected))
+    }
+
+    pub fn build_delete(&self, model: &str, rows: &[Rc<Row>], now: f64) -> Result<Batch> {
+        let def = self.schema.model(model)?;
+        let mut batch = Batch::default();
+        let mut before = Vec::new();
+        for r in rows {
+            let key = row_key(def, r)?;
+            before.push(Before {
+                key: key.to_value(),
+                row: Some((**r).clone()),
+            });
+            batch.rows.push(RowOp::Delete {
+                model: model.to_string(),
+                key,
+            });
+        }
+        if def.has_mutation && !rows.is_empty() {
+            let keys: Vec<Value> = before.iter().map(|b| b.key.clone()).collect();
+            let query = json!({ "where": { def.primary_key.clone(): { "in": keys } } });
+            batch
+                .outbox_put
+                .push(self.outbox_entry(def, Action::Delete, query, before, now));
+        }
+        Ok(batch)
+    }
+
+    /// Applies a committed batch to the loaded tables and the in-memory outbox.
+    pub fn apply(&mut self, batch: &Batch) {
+        self.outbox
+            .retain(|e| !batch.outbox_delete.contains(&e.mutation_id));
+        for e in &batch.outbox_put {
+            match self
+                .outbox
+                .binary_search_by(|x| x.mutation_id.cmp(&e.mutation_id))
+            {
+                Ok(i) => self.outbox[i] = e.clone(),
+                Err(i) => self.outbox.insert(i, e.clone()),
+            }
+        }
+        for op in &batch.rows {
+            let Some(t) = self.tables.get_mut(op.model()) else {
+                continue;
+            };
+            match op.row() {
+                Some(row) => t.put(op.key().clone(), row.clone()),
+                None => {
+                    t.remove(op.key());
+                }
+            }
+        }
+    }
+}
