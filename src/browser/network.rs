@@ -74,7 +74,7 @@ impl Network {
 
 /// `detector.isOnline()`; a detector that throws or answers something else counts as online, so
 /// a broken detector never silently stops every push.
-fn custom_online(detector: &JsValue) -> bool {
+pub fn custom_online(detector: &JsValue) -> bool {
     Reflect::get(detector, &JsValue::from_str("isOnline"))
         .ok()
         .and_then(|f| f.dyn_into::<Function>().ok())

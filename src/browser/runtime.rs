@@ -84,6 +84,15 @@ impl Runtime {
             open: Cell::new(false),
             ended: Cell::new(false),
         });
+        // Until the listeners are on (once open), the status says what the detector says now.
+        let online = match web_sys::window() {
+            _ if !rt.detector.borrow().is_undefined() => {
+                super::network::custom_online(&rt.detector.borrow())
+            }
+            Some(w) => w.navigator().on_line(),
+            None => true,
+        };
+        let _ = db.schedule(Event::Online(online));
         let me = Rc::downgrade(&rt);
         db.set_listener(Some(Box::new(move |models: &[String]| {
             if let Some(rt) = me.upgrade() {
@@ -287,12 +296,16 @@ impl Runtime {
                 let (db, me) = (self.db.clone(), self.me.clone());
                 self.spawn(async move {
                     // Acknowledged pushes leave storage before the lock goes, so no tab reads
-                    // them back and pushes them again. (Closing commits them itself.)
-                    if !db.is_closing() {
+                    // them back and pushes them again. Closing commits them itself and lets the
+                    // lock go after that (see `closed`).
+                    let closing = db.is_closing();
+                    if !closing {
                         let _ = db.flush().await;
                     }
                     if let Some(rt) = me.upgrade() {
-                        rt.lock.borrow_mut().take();
+                        if !closing {
+                            rt.lock.borrow_mut().take();
+                        }
                         rt.feed(Event::Released);
                     }
                 });
