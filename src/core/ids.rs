@@ -63,9 +63,10 @@ impl IdGen {
         let id = if floor == 0 || now > floor_ms {
             compose(now, self.fresh_counter())
         } else if floor_counter < COUNTER_MAX {
-            // Same millisecond (or a clock behind the floor): count up from the floor, with a
-            // small random step so ids stay hard to guess.
-            let step = 1 + u128::from(self.random_byte() & 0x0f);
+            // Same millisecond (or a clock behind the floor): count up from the floor by a
+            // random step of up to 2^32, so ids stay hard to guess and two tabs counting up from
+            // the same floor (both behind it) collide once in four billion, not once in sixteen.
+            let step = 1 + u128::from(self.random_u32());
             compose(floor_ms, (floor_counter + step).min(COUNTER_MAX))
         } else {
             compose(floor_ms + 1, self.fresh_counter())
@@ -85,10 +86,10 @@ impl IdGen {
         c & (COUNTER_MAX >> 1)
     }
 
-    fn random_byte(&self) -> u8 {
-        let mut b = [0u8; 1];
+    fn random_u32(&self) -> u32 {
+        let mut b = [0u8; 4];
         (self.random)(&mut b);
-        b[0]
+        u32::from_le_bytes(b)
     }
 }
 

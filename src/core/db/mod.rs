@@ -383,3 +383,7 @@ fn too_busy() -> Error {
 #[cfg(all(test, not(target_arch = "wasm32")))]
 #[path = "../db_tests.rs"]
 mod tests;
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+#[path = "../db_sync_tests.rs"]
+mod sync_tests;
