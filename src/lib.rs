@@ -5,8 +5,7 @@
 //! - [`core`]: models, the query engine, relations, the in-memory tables, write planning and the
 //!   async database that ties them to a storage port. No `wasm-bindgen`, `js-sys` or `web-sys`.
 //! - [`storage`]: the implementations of the core's [`core::ports::Storage`] port: the memory
-//!   store, and (wasm32 only) the
-//!   IndexedDB store.
+//!   store, and (wasm32 only) the IndexedDB store.
 //! - `browser` (wasm32 only): the sync runtime: timers, connectivity, the Web Lock, the
 //!   BroadcastChannel and the app's hooks, carrying out what [`core::scheduler`] decides.
 //! - `bindings` (wasm32 only): the `#[wasm_bindgen]` surface used by the npm wrapper.
