@@ -291,7 +291,7 @@ impl Database {
     fn write_rows<F, Fut>(&self, model: String, f: F) -> Promise
     where
         F: FnOnce(Rc<CoreDb>, crate::core::queue::Turn, String) -> Fut + 'static,
-        Fut: Future<Output = crate::Result<Vec<serde_json::Value>>> + 'static,
+        Fut: Future<Output = crate::Result<Vec<crate::core::db::Out>>> + 'static,
     {
         let rt = self.rt.clone();
         self.write(move |db, turn| async move {

@@ -3,7 +3,6 @@
 use super::outbox::{OutboxEntry, OUTBOX_STORE};
 use super::value::{Key, Row};
 use serde_json::Value;
-use std::rc::Rc;
 
 /// A change log record lists at most this many keys per store; a bigger change is recorded as
 /// "this whole store changed".
@@ -20,13 +19,13 @@ pub enum RowOp {
     Insert {
         model: String,
         key: Key,
-        row: Rc<Row>,
+        row: Row,
     },
     /// Writes the row whatever storage holds (updates, pulls, rollbacks).
     Put {
         model: String,
         key: Key,
-        row: Rc<Row>,
+        row: Row,
     },
     Delete {
         model: String,
@@ -125,7 +124,7 @@ impl RowOp {
     }
 
     /// The row written, if any.
-    pub fn row(&self) -> Option<&Rc<Row>> {
+    pub fn row(&self) -> Option<&Row> {
         match self {
             RowOp::Insert { row, .. } | RowOp::Put { row, .. } => Some(row),
             RowOp::Delete { .. } => None,

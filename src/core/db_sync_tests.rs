@@ -321,7 +321,11 @@ fn delete(db: &TestDb, where_: Value) {
 }
 
 fn rows(db: &TestDb) -> Vec<Value> {
-    block_on(db.select("t", None)).unwrap()
+    block_on(db.select("t", None))
+        .unwrap()
+        .iter()
+        .map(|o| o.to_value())
+        .collect()
 }
 
 fn pending_ids(db: &TestDb) -> Vec<String> {

@@ -126,7 +126,11 @@ fn start(db: &Rc<TestDb>, w: &W) -> impl Future<Output = String> + 'static {
 
 /// Rows and outbox (action, query) in order: everything a write sequence leaves behind.
 fn snapshot(db: &TestDb) -> (Vec<Value>, Vec<(String, Value)>) {
-    let rows = futures::executor::block_on(db.select("t", None)).unwrap();
+    let rows = futures::executor::block_on(db.select("t", None))
+        .unwrap()
+        .iter()
+        .map(|o| o.to_value())
+        .collect();
     let outbox = db
         .pending()
         .unwrap()

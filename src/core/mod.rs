@@ -13,6 +13,7 @@ pub mod queue;
 pub mod relations;
 pub mod replica;
 pub mod retry;
+pub mod row;
 pub mod scheduler;
 pub mod schema;
 pub mod status;

@@ -1,7 +1,7 @@
 //! The outbox entry: one per local write of a model that pushes (`sync.mutation`). It is written
 //! in the same storage transaction as the row change it describes.
 
-use super::value::Row;
+use super::value::Obj;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -20,7 +20,7 @@ pub enum Action {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Before {
     pub key: Value,
-    pub row: Option<Row>,
+    pub row: Option<Obj>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -6,11 +6,13 @@
 use super::limits::{self, MAX_CONDITIONS, MAX_DEPTH, MAX_LIST, MAX_PATTERN};
 use super::pattern::{FuzzyPattern, LikePattern};
 use super::schema::{ModelDef, RelationDef, Schema};
+use super::row::{FastHash, Name, Val, ValRef};
 use super::value::{compare, loose_eq, sort_cmp, Key, Row};
 use crate::error::{Error, Result};
 use serde_json::Value;
 use std::cmp::Ordering;
 use std::collections::HashSet;
+use std::hash::BuildHasherDefault;
 
 /// The operators a field condition may use.
 pub const OPERATORS: &[&str] = &[
@@ -21,12 +23,12 @@ pub const OPERATORS: &[&str] = &[
 pub enum Op {
     IsNull,
     NotNull,
-    Eq(Value),
-    Ne(Value),
-    Gt(Value),
-    Gte(Value),
-    Lt(Value),
-    Lte(Value),
+    Eq(Val),
+    Ne(Val),
+    Gt(Val),
+    Gte(Val),
+    Lt(Val),
+    Lte(Val),
     In(ValueSet),
     Nin(ValueSet),
     Like(LikePattern),
@@ -35,44 +37,64 @@ pub enum Op {
 
 /// The operand list of `in` / `nin`: strings and numbers hashed (by value, so `1` and `1.0` are
 /// one entry), booleans as flags, arrays and objects compared one by one (rare). A lookup costs
-/// O(1) for a scalar, whatever the list's length.
+/// O(1) for a scalar, whatever the list's length, and allocates nothing.
 #[derive(Clone, Debug, Default)]
 pub struct ValueSet {
-    /// The operands as given (index planning reads them).
-    pub values: Vec<Value>,
-    keys: HashSet<Key>,
+    /// The operands that can be keys, sorted and without duplicates (index planning reads them);
+    /// `None` if any operand cannot be a key.
+    pub keys: Option<Vec<Key>>,
+    nums: HashSet<u64, BuildHasherDefault<FastHash>>,
+    strs: HashSet<Box<str>, BuildHasherDefault<FastHash>>,
     bools: [bool; 2],
-    nested: Vec<Value>,
+    nested: Vec<Val>,
+}
+
+/// Numbers equal as `eq` compares them hash alike (`-0` is `0`).
+fn num_bits(f: f64) -> u64 {
+    if f == 0.0 {
+        0
+    } else {
+        f.to_bits()
+    }
 }
 
 impl ValueSet {
-    pub fn new(values: Vec<Value>) -> Self {
+    pub fn new(values: &[Value]) -> Self {
         let mut set = ValueSet::default();
-        for v in &values {
+        let mut keys = Some(Vec::with_capacity(values.len()));
+        for v in values {
             match v {
                 Value::Bool(b) => set.bools[usize::from(*b)] = true,
-                Value::Array(_) | Value::Object(_) => set.nested.push(v.clone()),
+                Value::Array(_) | Value::Object(_) => set.nested.push(Val::new(v)),
                 Value::Null => {}
-                scalar => {
-                    if let Some(k) = Key::from_value(scalar) {
-                        set.keys.insert(k);
-                    }
+                Value::String(s) => {
+                    set.strs.insert(s.as_str().into());
+                }
+                Value::Number(n) => {
+                    set.nums.insert(num_bits(n.as_f64().unwrap_or(f64::NAN)));
                 }
             }
+            match (Key::from_value(v), &mut keys) {
+                (Some(k), Some(ks)) => ks.push(k),
+                _ => keys = None,
+            }
         }
-        set.values = values;
+        if let Some(ks) = &mut keys {
+            ks.sort();
+            ks.dedup();
+        }
+        set.keys = keys;
         set
     }
 
     /// Whether `v` equals one of the operands (as `eq` compares).
-    pub fn contains(&self, v: &Value) -> bool {
+    pub fn contains(&self, v: ValRef<'_>) -> bool {
         match v {
-            Value::Bool(b) => self.bools[usize::from(*b)],
-            Value::String(_) | Value::Number(_) => {
-                Key::from_value(v).is_some_and(|k| self.keys.contains(&k))
-            }
-            Value::Array(_) | Value::Object(_) => self.nested.iter().any(|x| loose_eq(v, x)),
-            Value::Null => false,
+            ValRef::Bool(b) => self.bools[usize::from(b)],
+            ValRef::Str(s) => self.strs.contains(s),
+            ValRef::Num(f) => self.nums.contains(&num_bits(f)),
+            ValRef::Arr(_) | ValRef::Obj(_) => self.nested.iter().any(|x| loose_eq(v, x.get())),
+            ValRef::Null => false,
         }
     }
 }
@@ -83,31 +105,31 @@ pub enum Filter {
     And(Vec<Filter>),
     Or(Vec<Filter>),
     Not(Box<Filter>),
-    Field(String, Op),
+    Field(Name, Op),
 }
 
 impl Op {
-    pub fn test(&self, v: Option<&Value>) -> bool {
+    pub fn test(&self, v: Option<ValRef<'_>>) -> bool {
         let present = v.filter(|v| !v.is_null());
         match self {
             Op::IsNull => present.is_none(),
             Op::NotNull => present.is_some(),
-            Op::Eq(x) => present.is_some_and(|v| loose_eq(v, x)),
-            Op::Ne(x) => !present.is_some_and(|v| loose_eq(v, x)),
-            Op::Gt(x) => present.and_then(|v| compare(v, x)) == Some(Ordering::Greater),
+            Op::Eq(x) => present.is_some_and(|v| loose_eq(v, x.get())),
+            Op::Ne(x) => !present.is_some_and(|v| loose_eq(v, x.get())),
+            Op::Gt(x) => present.and_then(|v| compare(v, x.get())) == Some(Ordering::Greater),
             Op::Gte(x) => matches!(
-                present.and_then(|v| compare(v, x)),
+                present.and_then(|v| compare(v, x.get())),
                 Some(Ordering::Greater | Ordering::Equal)
             ),
-            Op::Lt(x) => present.and_then(|v| compare(v, x)) == Some(Ordering::Less),
+            Op::Lt(x) => present.and_then(|v| compare(v, x.get())) == Some(Ordering::Less),
             Op::Lte(x) => matches!(
-                present.and_then(|v| compare(v, x)),
+                present.and_then(|v| compare(v, x.get())),
                 Some(Ordering::Less | Ordering::Equal)
             ),
             Op::In(xs) => present.is_some_and(|v| xs.contains(v)),
             Op::Nin(xs) => !present.is_some_and(|v| xs.contains(v)),
-            Op::Like(p) => matches!(present, Some(Value::String(s)) if p.matches(s)),
-            Op::Fuzzy(p) => matches!(present, Some(Value::String(s)) if p.matches(s)),
+            Op::Like(p) => matches!(present, Some(ValRef::Str(s)) if p.matches(s)),
+            Op::Fuzzy(p) => matches!(present, Some(ValRef::Str(s)) if p.matches(s)),
         }
     }
 }
@@ -137,14 +159,14 @@ impl Filter {
             return Filter::Or(subs);
         }
         let field = field.clone();
-        let values = subs
+        let values: Vec<Value> = subs
             .into_iter()
             .filter_map(|s| match s {
-                Filter::Field(_, Op::Eq(v)) => Some(v),
+                Filter::Field(_, Op::Eq(v)) => Some(v.get().to_value()),
                 _ => None,
             })
             .collect();
-        Filter::Field(field, Op::In(ValueSet::new(values)))
+        Filter::Field(field, Op::In(ValueSet::new(&values)))
     }
 
     /// Top-level conditions that every match must satisfy (the conjuncts), for index planning.
@@ -239,18 +261,18 @@ impl Filter {
                             count(conditions, ops.len())?;
                             for (op, operand) in ops {
                                 parts.push(Filter::Field(
-                                    field.to_string(),
+                                    Name::new(field),
                                     parse_op(model, field, op, operand)?,
                                 ));
                             }
                         }
                         Value::Null => {
                             count(conditions, 1)?;
-                            parts.push(Filter::Field(field.to_string(), Op::IsNull))
+                            parts.push(Filter::Field(Name::new(field), Op::IsNull))
                         }
                         v => {
                             count(conditions, 1)?;
-                            parts.push(Filter::Field(field.to_string(), Op::Eq(v.clone())))
+                            parts.push(Filter::Field(Name::new(field), Op::Eq(Val::new(v))))
                         }
                     }
                 }
@@ -277,9 +299,9 @@ fn kind(v: &Value) -> &'static str {
 
 fn parse_op(model: &ModelDef, field: &str, op: &str, operand: &Value) -> Result<Op> {
     let at = || format!("{}.{field}", model.name);
-    let scalar = |v: &Value| -> Result<Value> {
+    let scalar = |v: &Value| -> Result<Val> {
         match v {
-            Value::Number(_) | Value::String(_) | Value::Bool(_) => Ok(v.clone()),
+            Value::Number(_) | Value::String(_) | Value::Bool(_) => Ok(Val::new(v)),
             other => Err(Error::query(format!(
                 "\"{op}\" on {} needs a string, number or boolean, got {}",
                 at(),
@@ -294,7 +316,7 @@ fn parse_op(model: &ModelDef, field: &str, op: &str, operand: &Value) -> Result<
                 at(),
                 xs.len()
             ))),
-            Value::Array(xs) => Ok(ValueSet::new(xs.clone())),
+            Value::Array(xs) => Ok(ValueSet::new(xs)),
             other => Err(Error::query(format!(
                 "\"{op}\" on {} needs an array, got {}",
                 at(),
@@ -319,8 +341,8 @@ fn parse_op(model: &ModelDef, field: &str, op: &str, operand: &Value) -> Result<
     Ok(match (op, operand) {
         ("eq", Value::Null) => Op::IsNull,
         ("ne", Value::Null) => Op::NotNull,
-        ("eq", v) => Op::Eq(v.clone()),
-        ("ne", v) => Op::Ne(v.clone()),
+        ("eq", v) => Op::Eq(Val::new(v)),
+        ("ne", v) => Op::Ne(Val::new(v)),
         ("gt", v) => Op::Gt(scalar(v)?),
         ("gte", v) => Op::Gte(scalar(v)?),
         ("lt", v) => Op::Lt(scalar(v)?),
@@ -342,7 +364,7 @@ fn parse_op(model: &ModelDef, field: &str, op: &str, operand: &Value) -> Result<
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct OrderKey {
-    pub field: String,
+    pub field: Name,
     pub descending: bool,
 }
 
@@ -377,7 +399,7 @@ pub fn parse_order(model: &ModelDef, v: Option<&Value>) -> Result<Vec<OrderKey>>
                 }
             };
             Ok(OrderKey {
-                field: field.to_string(),
+                field: Name::new(field),
                 descending,
             })
         })
@@ -404,7 +426,7 @@ pub struct Select {
     pub order: Vec<OrderKey>,
     pub limit: Option<usize>,
     pub offset: usize,
-    pub fields: Option<Vec<String>>,
+    pub fields: Option<Vec<Name>>,
     pub relations: Vec<(String, RelationDef, Select)>,
 }
 
@@ -469,7 +491,7 @@ impl Select {
     }
 }
 
-pub fn parse_fields(def: &ModelDef, v: Option<&Value>, what: &str) -> Result<Option<Vec<String>>> {
+pub fn parse_fields(def: &ModelDef, v: Option<&Value>, what: &str) -> Result<Option<Vec<Name>>> {
     match v {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Array(items)) => items
@@ -479,7 +501,7 @@ pub fn parse_fields(def: &ModelDef, v: Option<&Value>, what: &str) -> Result<Opt
                     Error::query(format!("{what} must be an array of field names"))
                 })?;
                 def.check_field(f, what)?;
-                Ok(f.to_string())
+                Ok(Name::new(f))
             })
             .collect::<Result<Vec<_>>>()
             .map(Some),
@@ -535,26 +557,33 @@ pub fn parse_relations(
     Ok(out)
 }
 
-/// Filters, sorts (stable) and pages `rows`, which arrive in primary-key order.
-pub fn run<'a, R: AsRef<Row> + 'a>(
+/// Filters, sorts (stable) and pages `rows`, which arrive in primary-key order. With `orderBy`
+/// and `limit`, only the first `offset + limit` are put in order (a partial selection, then a
+/// sort of those), and each row's first sort value is read once.
+pub fn run<'a>(
     filter: &Filter,
     order: &[OrderKey],
     offset: usize,
     limit: Option<usize>,
-    rows: impl Iterator<Item = &'a R>,
-) -> Vec<&'a R> {
-    let matched = rows.filter(|r| filter.matches(r.as_ref()));
-    if order.is_empty() {
+    rows: impl Iterator<Item = &'a Row>,
+) -> Vec<&'a Row> {
+    let matched = rows.filter(|r| filter.matches(r));
+    let Some((first, rest)) = order.split_first() else {
         let it = matched.skip(offset);
         return match limit {
             Some(l) => it.take(l).collect(),
             None => it.collect(),
         };
-    }
-    let mut hits: Vec<(usize, &R)> = matched.enumerate().collect();
+    };
+    let mut hits: Vec<(Option<ValRef<'a>>, usize, &'a Row)> = matched
+        .enumerate()
+        .map(|(i, r)| (r.get(&first.field), i, r))
+        .collect();
     // Tie-break on arrival position so the unstable partial sort behaves like a stable sort.
-    let cmp = |a: &(usize, &R), b: &(usize, &R)| {
-        order_cmp(order, a.1.as_ref(), b.1.as_ref()).then(a.0.cmp(&b.0))
+    let cmp = |a: &(Option<ValRef<'a>>, usize, &'a Row), b: &(Option<ValRef<'a>>, usize, &'a Row)| {
+        let o = sort_cmp(a.0, b.0);
+        let o = if first.descending { o.reverse() } else { o };
+        o.then_with(|| order_cmp(rest, a.2, b.2)).then(a.1.cmp(&b.1))
     };
     let wanted = limit.map(|l| offset.saturating_add(l));
     match wanted {
@@ -566,17 +595,14 @@ pub fn run<'a, R: AsRef<Row> + 'a>(
         }
         _ => hits.sort_unstable_by(cmp),
     }
-    hits.into_iter().skip(offset).map(|(_, r)| r).collect()
+    hits.into_iter().skip(offset).map(|(_, _, r)| r).collect()
 }
 
 /// Keeps only `fields` of a row (all of it when `fields` is `None`).
-pub fn project(row: &Row, fields: Option<&[String]>) -> Row {
+pub fn project(row: &Row, fields: Option<&[Name]>) -> Row {
     match fields {
         None => row.clone(),
-        Some(fs) => fs
-            .iter()
-            .filter_map(|f| row.get(f).map(|v| (f.clone(), v.clone())))
-            .collect(),
+        Some(fs) => row.project(fs),
     }
 }
 

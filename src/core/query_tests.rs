@@ -1,9 +1,8 @@
 use super::*;
 use crate::core::schema::{ModelDef, Schema};
-use crate::core::value::Row;
+use crate::core::value::{Obj, Row};
 use proptest::prelude::*;
 use serde_json::{json, Value};
-use std::rc::Rc;
 
 fn model(fields: Option<&[&str]>) -> ModelDef {
     ModelDef {
@@ -18,7 +17,11 @@ fn model(fields: Option<&[&str]>) -> ModelDef {
 }
 
 fn row(v: Value) -> Row {
-    v.as_object().unwrap().clone()
+    Row::from_obj(v.as_object().unwrap())
+}
+
+fn id(r: &Row) -> i64 {
+    r.get_str("id").unwrap().to_value().as_i64().unwrap()
 }
 
 fn hits(where_: Value, rows: &[Value]) -> Vec<Value> {
@@ -186,7 +189,7 @@ fn bad_queries_name_the_problem() {
 
 #[test]
 fn order_is_stable_with_nulls_last_and_pages() {
-    let rows: Vec<Rc<Row>> = [
+    let rows: Vec<Row> = [
         json!({"id": 1, "g": "b", "n": 2}),
         json!({"id": 2, "g": "a"}),
         json!({"id": 3, "g": "b", "n": 1}),
@@ -194,20 +197,20 @@ fn order_is_stable_with_nulls_last_and_pages() {
         json!({"id": 5, "g": "b", "n": 2}),
     ]
     .into_iter()
-    .map(|v| Rc::new(row(v)))
+    .map(row)
     .collect();
     let ids = |order: Vec<OrderKey>, offset, limit| -> Vec<i64> {
         run(&Filter::All, &order, offset, limit, rows.iter())
             .iter()
-            .map(|r| r["id"].as_i64().unwrap())
+            .map(|r| id(r))
             .collect()
     };
     let asc = |f: &str| OrderKey {
-        field: f.into(),
+        field: Name::new(f),
         descending: false,
     };
     let desc = |f: &str| OrderKey {
-        field: f.into(),
+        field: Name::new(f),
         descending: true,
     };
     assert_eq!(ids(vec![asc("n")], 0, None), [3, 1, 5, 4, 2]);
@@ -224,9 +227,10 @@ fn order_is_stable_with_nulls_last_and_pages() {
 
 /// Straightforward interpretation of the where JSON, sharing nothing with the engine but the
 /// value-level comparisons, which have their own unit tests.
-fn naive_match(w: &Value, r: &Row) -> bool {
-    use crate::core::value::{compare, loose_eq};
+fn naive_match(w: &Value, r: &Obj) -> bool {
     use std::cmp::Ordering::*;
+    let compare = |a: &Value, b: &Value| crate::core::value::compare(Val::new(a).get(), Val::new(b).get());
+    let loose_eq = |a: &Value, b: &Value| crate::core::value::loose_eq(Val::new(a).get(), Val::new(b).get());
     w.as_object().unwrap().iter().all(|(k, v)| match k.as_str() {
         "and" => v.as_array().unwrap().iter().all(|s| naive_match(s, r)),
         "or" => v.as_array().unwrap().iter().any(|s| naive_match(s, r)),
@@ -320,11 +324,11 @@ fn arb_leaf() -> impl Strategy<Value = Value> {
 }
 
 /// Rows `{id: i, a, b, c}` from generated field values (a `None` leaves the field out).
-fn numbered(data: &[(Option<Value>, Option<Value>, Option<Value>)]) -> Vec<Row> {
+fn numbered(data: &[(Option<Value>, Option<Value>, Option<Value>)]) -> Vec<Obj> {
     data.iter()
         .enumerate()
         .map(|(i, (a, b, c))| {
-            let mut r = Row::new();
+            let mut r = Obj::new();
             r.insert("id".into(), Value::from(i as i64));
             for (k, v) in [("a", a), ("b", b), ("c", c)] {
                 if let Some(v) = v {
@@ -356,15 +360,17 @@ proptest! {
         offset in 0usize..5,
         limit in proptest::option::of(0usize..8),
     ) {
-        let rows: Vec<Rc<Row>> = numbered(&data).into_iter().map(Rc::new).collect();
-        let keys: Vec<OrderKey> = order.iter().map(|(f, d)| OrderKey { field: f.to_string(), descending: *d }).collect();
+        let objs = numbered(&data);
+        let rows: Vec<Row> = objs.iter().map(Row::from_obj).collect();
+        let keys: Vec<OrderKey> = order.iter().map(|(f, d)| OrderKey { field: Name::new(f), descending: *d }).collect();
         let filter = Filter::parse(&model(None), Some(&where_)).unwrap();
-        let got: Vec<i64> = run(&filter, &keys, offset, limit, rows.iter()).iter().map(|r| r["id"].as_i64().unwrap()).collect();
+        let got: Vec<i64> = run(&filter, &keys, offset, limit, rows.iter()).iter().map(|r| id(r)).collect();
 
-        let mut expected: Vec<&Rc<Row>> = rows.iter().filter(|r| naive_match(&where_, r)).collect();
+        let mut expected: Vec<&Obj> = objs.iter().filter(|r| naive_match(&where_, r)).collect();
         expected.sort_by(|x, y| {
             for k in &keys {
-                let o = crate::core::value::sort_cmp(x.get(&k.field), y.get(&k.field));
+                let (xv, yv) = (x.get(k.field.as_str()).map(Val::new), y.get(k.field.as_str()).map(Val::new));
+                let o = crate::core::value::sort_cmp(xv.as_ref().map(Val::get), yv.as_ref().map(Val::get));
                 let o = if k.descending { o.reverse() } else { o };
                 if o != std::cmp::Ordering::Equal { return o; }
             }
@@ -389,21 +395,27 @@ proptest! {
         let m: ModelDef = serde_json::from_value(json!({ "name": "t", "primaryKey": "id", "indexes": ["a", "b"] })).unwrap();
         let mut engine = Replica::new(Schema::new(vec![m.clone()]).unwrap());
         let rows = numbered(&data);
-        engine.load("t", rows.clone()).unwrap();
-        // Also exercise index maintenance: rewrite every other row through a batch.
+        engine.load("t", rows.iter().map(Row::from_obj).collect()).unwrap();
+        // Also exercise index maintenance: rewrite every other row through a batch, and delete
+        // every fifth.
         let mut batch = crate::core::batch::Batch::default();
-        for r in rows.iter().step_by(2) {
+        for (i, r) in rows.iter().enumerate().step_by(2) {
             let mut r2 = r.clone();
             r2.insert("a".into(), r.get("b").cloned().unwrap_or(Value::Null));
-            batch.rows.push(crate::core::batch::RowOp::Put { model: "t".into(), key: crate::core::value::Key::from_value(&r["id"]).unwrap(), row: Rc::new(r2) });
+            let key = crate::core::value::Key::from_value(&r["id"]).unwrap();
+            batch.rows.push(if i % 5 == 0 {
+                crate::core::batch::RowOp::Delete { model: "t".into(), key }
+            } else {
+                crate::core::batch::RowOp::Put { model: "t".into(), key, row: Row::from_obj(&r2) }
+            });
         }
         engine.apply(&batch);
         let filter = Filter::parse(&m, Some(&where_)).unwrap();
-        let planned: Vec<i64> = engine.matching("t", &filter).unwrap().iter().map(|r| r["id"].as_i64().unwrap()).collect();
+        let planned: Vec<i64> = engine.matching("t", &filter).unwrap().iter().map(|r| id(r)).collect();
         let all = Select::parse(&engine.schema, "t", None).unwrap();
         let scanned: Vec<i64> = engine.select(&all).unwrap().iter()
-            .filter(|r| filter.matches(r.as_object().unwrap()))
-            .map(|r| r["id"].as_i64().unwrap()).collect();
+            .filter(|r| filter.matches(&r.row))
+            .map(|r| id(&r.row)).collect();
         prop_assert_eq!(planned, scanned, "where {}", where_);
     }
 }
@@ -432,7 +444,7 @@ proptest! {
         block_on(storage.open(&schema)).unwrap();
         let mut batch = Batch::default();
         for r in &rows {
-            batch.rows.push(RowOp::Put { model: "t".into(), key: Key::from_value(&r["id"]).unwrap(), row: Rc::new(r.clone()) });
+            batch.rows.push(RowOp::Put { model: "t".into(), key: Key::from_value(&r["id"]).unwrap(), row: Row::from_obj(r) });
         }
         block_on(storage.commit(&batch, 0)).unwrap();
 
@@ -454,6 +466,7 @@ proptest! {
             prop_assert!(field == "id" || field == "a" || field == "b");
             let narrow = block_on(storage.load_matching(&m, &field, &keys)).unwrap().items;
             let got = cold.select_from(&sel, narrow.clone()).unwrap();
+            let (got, expected): (Vec<Value>, Vec<Value>) = (got.iter().map(|o| o.to_value()).collect(), expected.iter().map(|o| o.to_value()).collect());
             prop_assert_eq!(&got, &expected, "query {}", query);
             let count = narrow.iter().filter(|r| sel.filter.matches(r)).count();
             prop_assert_eq!(count, loaded.count("t", &sel.filter).unwrap());

@@ -20,18 +20,18 @@
 
 use super::outbox::{Action, OutboxEntry};
 use super::schema::ModelDef;
-use super::value::{Key, Row};
+use super::value::{Key, Obj};
 use serde_json::Value;
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Effect {
-    Insert(Row),
-    Patch(Row),
+    Insert(Obj),
+    Patch(Obj),
     Delete,
 }
 
 /// One replay step (the truth table above).
-pub fn step(current: Option<Row>, effect: &Effect) -> Option<Row> {
+pub fn step(current: Option<Obj>, effect: &Effect) -> Option<Obj> {
     match (current, effect) {
         (_, Effect::Insert(row)) => Some(row.clone()),
         (Some(mut row), Effect::Patch(values)) => {
@@ -72,7 +72,7 @@ pub fn effect(entry: &OutboxEntry, def: &ModelDef, key: &Key) -> Effect {
 }
 
 /// The confirmed base of row `key` as the oldest pending entry touching it remembers it.
-pub fn base_of(entries: &[&OutboxEntry], key: &Key) -> Option<Option<Row>> {
+pub fn base_of(entries: &[&OutboxEntry], key: &Key) -> Option<Option<Obj>> {
     let first = entries.first()?;
     first
         .before
@@ -83,18 +83,18 @@ pub fn base_of(entries: &[&OutboxEntry], key: &Key) -> Option<Option<Row>> {
 
 /// Replays `entries` (all touching `key`, in order) over `base`.
 pub fn replay(
-    base: Option<Row>,
+    base: Option<Obj>,
     entries: &[&OutboxEntry],
     def: &ModelDef,
     key: &Key,
-) -> Option<Row> {
+) -> Option<Obj> {
     entries
         .iter()
         .fold(base, |row, e| step(row, &effect(e, def, key)))
 }
 
 /// Sets the before-image of `key` in `entry` (the new confirmed base).
-pub fn set_base(entry: &mut OutboxEntry, key: &Key, base: Option<Row>) {
+pub fn set_base(entry: &mut OutboxEntry, key: &Key, base: Option<Obj>) {
     for b in &mut entry.before {
         if Key::from_value(&b.key).as_ref() == Some(key) {
             b.row = base.clone();

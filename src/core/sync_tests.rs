@@ -6,7 +6,7 @@ use proptest::prelude::*;
 use serde_json::json;
 use std::collections::BTreeMap;
 
-fn row(v: Value) -> Row {
+fn row(v: Value) -> Obj {
     v.as_object().unwrap().clone()
 }
 
@@ -69,6 +69,7 @@ fn state(e: &Replica) -> BTreeMap<i64, i64> {
     e.select(&sel)
         .unwrap()
         .iter()
+        .map(|r| r.to_value())
         .map(|r| (r["id"].as_i64().unwrap(), r["v"].as_i64().unwrap()))
         .collect()
 }
@@ -108,11 +109,14 @@ fn pull_rebases_pending_rows_and_deletes_vanished_ones() {
     let mut e = engine();
     e.load(
         "t",
-        vec![
+        [
             row(json!({"id": 1, "v": 1})),
             row(json!({"id": 2, "v": 2})),
             row(json!({"id": 3, "v": 3})),
-        ],
+        ]
+        .iter()
+        .map(crate::core::value::Row::from_obj)
+        .collect(),
     )
     .unwrap();
     write(&mut e, &Op::Upsert(2, 20)); // pending update on row 2

@@ -1,28 +1,89 @@
-//! One model's rows held in memory, in primary-key order, with an in-memory secondary index for
-//! each declared index field (`value → primary keys`). Rows are reference counted so queries and
-//! write plans can hold them without copying.
+//! One model's rows held in memory, in primary-key order, with a sorted in-memory index for each
+//! declared index field. Rows are shared (a [`Row`] clone is a reference count), so the table,
+//! its indexes, query results and write plans hold one copy of each row.
 
+use super::row::Name;
 use super::value::{Key, Row};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::rc::Rc;
+use std::collections::BTreeMap;
+use std::ops::Bound;
 
 #[derive(Clone, Debug, Default)]
 pub struct Table {
-    rows: BTreeMap<Key, Rc<Row>>,
-    /// field → (indexed value → primary keys). Only string and number values are indexed; a
-    /// lookup is only made for such operands, which can never equal anything else.
-    indexes: Vec<(String, HashMap<Key, BTreeSet<Key>>)>,
+    rows: BTreeMap<Key, Row>,
+    indexes: Vec<Index>,
+}
+
+/// `(indexed value, primary key) → row`, for rows whose field holds a string or a number (a
+/// lookup is only made for such operands, which can never equal anything else). Sorted, so it
+/// serves equality and ranges alike, in value order and then primary-key order.
+#[derive(Clone, Debug)]
+struct Index {
+    field: Name,
+    entries: BTreeMap<(Key, Key), Row>,
+}
+
+/// The smallest key there is (every number sorts before every string).
+const MIN: Key = Key::Num(f64::NEG_INFINITY);
+
+impl Index {
+    fn value(&self, row: &Row) -> Option<Key> {
+        let v = Key::from_ref(row.get(&self.field)?)?;
+        // Share the text of a value other rows already hold (few distinct values, many rows).
+        if let Key::Str(_) = v {
+            if let Some(((same, _), _)) = self
+                .entries
+                .range((Bound::Included((v.clone(), MIN)), Bound::Unbounded))
+                .next()
+            {
+                if *same == v {
+                    return Some(same.clone());
+                }
+            }
+        }
+        Some(v)
+    }
 }
 
 impl Table {
     pub fn with_indexes(fields: &[String]) -> Self {
         Table {
             rows: BTreeMap::new(),
-            indexes: fields.iter().map(|f| (f.clone(), HashMap::new())).collect(),
+            indexes: fields
+                .iter()
+                .map(|f| Index {
+                    field: Name::new(f),
+                    entries: BTreeMap::new(),
+                })
+                .collect(),
         }
     }
 
-    pub fn get(&self, key: &Key) -> Option<&Rc<Row>> {
+    /// A table of `rows` at once: sorted once and built bottom-up (full tree nodes, which a row
+    /// at a time in key order would leave half empty). A later row replaces an earlier one with
+    /// the same key.
+    pub fn build(fields: &[String], rows: Vec<(Key, Row)>) -> Self {
+        let mut t = Table::with_indexes(fields);
+        t.rows = rows.into_iter().collect();
+        for ix in &mut t.indexes {
+            let mut entries: Vec<((Key, Key), Row)> = Vec::with_capacity(t.rows.len());
+            for (k, row) in &t.rows {
+                if let Some(v) = Key::from_ref_opt(row.get(&ix.field)) {
+                    entries.push(((v, k.clone()), row.clone()));
+                }
+            }
+            entries.sort_by(|a, b| a.0.cmp(&b.0));
+            // Share equal values' text.
+            for i in 1..entries.len() {
+                if entries[i].0 .0 == entries[i - 1].0 .0 {
+                    entries[i].0 .0 = entries[i - 1].0 .0.clone();
+                }
+            }
+            ix.entries = entries.into_iter().collect();
+        }
+        t
+    }
+
+    pub fn get(&self, key: &Key) -> Option<&Row> {
         self.rows.get(key)
     }
 
@@ -30,47 +91,25 @@ impl Table {
         self.rows.contains_key(key)
     }
 
-    fn unindex(&mut self, key: &Key, row: &Row) {
-        for (field, index) in &mut self.indexes {
-            if let Some(v) = row.get(field).and_then(Key::from_value) {
-                if let Some(set) = index.get_mut(&v) {
-                    set.remove(key);
-                    if set.is_empty() {
-                        index.remove(&v);
-                    }
-                }
+    pub fn put(&mut self, key: Key, row: Row) {
+        let old = self.rows.insert(key.clone(), row.clone());
+        for ix in &mut self.indexes {
+            if let Some(old_v) = old.as_ref().and_then(|o| ix.value(o)) {
+                ix.entries.remove(&(old_v, key.clone()));
+            }
+            if let Some(v) = ix.value(&row) {
+                ix.entries.insert((v, key.clone()), row.clone());
             }
         }
     }
 
-    pub fn put(&mut self, key: Key, row: Rc<Row>) {
-        for (field, index) in &mut self.indexes {
-            if let Some(v) = row.get(field).and_then(Key::from_value) {
-                index.entry(v).or_default().insert(key.clone());
-            }
-        }
-        if let Some(old) = self.rows.insert(key.clone(), row.clone()) {
-            // Drop the old row's entries that the new row does not share.
-            for (field, index) in &mut self.indexes {
-                let Some(old_v) = old.get(field).and_then(Key::from_value) else {
-                    continue;
-                };
-                if Some(&old_v) == row.get(field).and_then(Key::from_value).as_ref() {
-                    continue;
-                }
-                if let Some(set) = index.get_mut(&old_v) {
-                    set.remove(&key);
-                    if set.is_empty() {
-                        index.remove(&old_v);
-                    }
-                }
-            }
-        }
-    }
-
-    pub fn remove(&mut self, key: &Key) -> Option<Rc<Row>> {
+    pub fn remove(&mut self, key: &Key) -> Option<Row> {
         let row = self.rows.remove(key)?;
-        self.unindex(key, &row);
+        for ix in &mut self.indexes {
+            if let Some(v) = Key::from_ref_opt(row.get(&ix.field)) {
+                ix.entries.remove(&(v, key.clone()));
+            }
+        }
         Some(row)
     }
 
@@ -83,24 +122,92 @@ impl Table {
     }
 
     /// Rows in primary-key order.
-    pub fn iter(&self) -> impl Iterator<Item = &Rc<Row>> {
+    pub fn iter(&self) -> impl Iterator<Item = &Row> {
         self.rows.values()
     }
 
-    /// Primary keys of rows whose `field` equals one of `values`, in primary-key order; `None`
-    /// when `field` has no index.
-    pub fn lookup(&self, field: &str, values: &[Key]) -> Option<Vec<&Key>> {
-        let (_, index) = self.indexes.iter().find(|(f, _)| f == field)?;
-        let mut keys: Vec<&Key> = values
-            .iter()
-            .filter_map(|v| index.get(v))
-            .flatten()
-            .collect();
-        if values.len() > 1 {
-            keys.sort();
-            keys.dedup();
+    /// Rows with these primary keys (sorted, without duplicates), in that order.
+    pub fn get_many(&self, keys: &[Key]) -> Vec<(&Key, &Row)> {
+        keys.iter()
+            .filter_map(|k| self.rows.get_key_value(k))
+            .collect()
+    }
+
+    pub fn has_index(&self, field: &str) -> bool {
+        self.indexes.iter().any(|ix| ix.field == *field)
+    }
+
+    /// Rows whose `field` equals one of `values` (sorted, without duplicates), as
+    /// `(primary key, row)`, in value order then primary-key order; `None` when `field` has no
+    /// index, or when there are more than `cap` of them.
+    pub fn lookup(&self, field: &str, values: &[Key], cap: usize) -> Option<Vec<(&Key, &Row)>> {
+        let ix = self.indexes.iter().find(|ix| ix.field == *field)?;
+        let mut out = Vec::new();
+        for v in values {
+            let from = Bound::Included((v.clone(), MIN));
+            for ((value, pk), row) in ix.entries.range((from, Bound::Unbounded)) {
+                if value != v {
+                    break;
+                }
+                if out.len() == cap {
+                    return None;
+                }
+                out.push((pk, row));
+            }
         }
-        Some(keys)
+        Some(out)
+    }
+
+    /// Rows whose `field` lies between `lo` and `hi` in key order, as [`Table::lookup`].
+    pub fn range(
+        &self,
+        field: &str,
+        lo: Bound<&Key>,
+        hi: Bound<&Key>,
+        cap: usize,
+    ) -> Option<Vec<(&Key, &Row)>> {
+        let ix = self.indexes.iter().find(|ix| ix.field == *field)?;
+        // An excluded lower bound starts at the bound too; the loop skips entries equal to it.
+        let lower = match lo {
+            Bound::Included(k) | Bound::Excluded(k) => Bound::Included((k.clone(), MIN)),
+            Bound::Unbounded => Bound::Unbounded,
+        };
+        let mut out = Vec::new();
+        for ((value, pk), row) in ix.entries.range((lower, Bound::Unbounded)) {
+            let inside = match hi {
+                Bound::Included(k) => value <= k,
+                Bound::Excluded(k) => value < k,
+                Bound::Unbounded => true,
+            };
+            if !inside {
+                break;
+            }
+            if matches!(lo, Bound::Excluded(k) if value == k) {
+                continue;
+            }
+            if out.len() == cap {
+                return None;
+            }
+            out.push((pk, row));
+        }
+        Some(out)
+    }
+
+    /// The kinds of value `field`'s index holds: (any numbers, any strings).
+    pub fn index_kinds(&self, field: &str) -> Option<(bool, bool)> {
+        let ix = self.indexes.iter().find(|ix| ix.field == *field)?;
+        let first = ix.entries.keys().next().map(|(v, _)| v);
+        let last = ix.entries.keys().next_back().map(|(v, _)| v);
+        Some((
+            matches!(first, Some(Key::Num(_))),
+            matches!(last, Some(Key::Str(_))),
+        ))
+    }
+}
+
+impl Key {
+    fn from_ref_opt(v: Option<super::row::ValRef<'_>>) -> Option<Key> {
+        v.and_then(Key::from_ref)
     }
 }
 
@@ -109,8 +216,12 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn row(v: serde_json::Value) -> Rc<Row> {
-        Rc::new(v.as_object().unwrap().clone())
+    fn row(v: serde_json::Value) -> Row {
+        Row::from_obj(v.as_object().unwrap())
+    }
+
+    fn pks(found: Option<Vec<(&Key, &Row)>>) -> Vec<Key> {
+        found.unwrap().into_iter().map(|(k, _)| k.clone()).collect()
     }
 
     #[test]
@@ -122,19 +233,43 @@ mod tests {
         t.put(k(3.0), row(json!({"id": 3, "s": "a"})));
         let a = Key::Str("a".into());
         let b = Key::Str("b".into());
-        assert_eq!(
-            t.lookup("s", std::slice::from_ref(&a)).unwrap(),
-            [&k(1.0), &k(3.0)]
-        );
+        let all = usize::MAX;
+        assert_eq!(pks(t.lookup("s", std::slice::from_ref(&a), all)), [k(1.0), k(3.0)]);
+        assert!(t.lookup("s", std::slice::from_ref(&a), 1).is_none());
         t.put(k(1.0), row(json!({"id": 1, "s": "b"}))); // moves from a to b
-        assert_eq!(t.lookup("s", std::slice::from_ref(&a)).unwrap(), [&k(3.0)]);
+        assert_eq!(pks(t.lookup("s", std::slice::from_ref(&a), all)), [k(3.0)]);
         assert_eq!(
-            t.lookup("s", &[b.clone(), a.clone()]).unwrap(),
-            [&k(1.0), &k(2.0), &k(3.0)]
+            pks(t.lookup("s", &[a.clone(), b.clone()], all)),
+            [k(3.0), k(1.0), k(2.0)]
         );
         t.remove(&k(2.0));
         t.put(k(3.0), row(json!({"id": 3}))); // field gone: unindexed
-        assert_eq!(t.lookup("s", &[a, b]).unwrap(), [&k(1.0)]);
-        assert!(t.lookup("other", &[]).is_none());
+        assert_eq!(pks(t.lookup("s", &[a, b], all)), [k(1.0)]);
+        assert!(t.lookup("other", &[], all).is_none());
+    }
+
+    #[test]
+    fn ranges_and_bulk_builds_agree_with_puts() {
+        let rows: Vec<(Key, Row)> = (0..50)
+            .map(|i| (Key::Num(f64::from(i)), row(json!({"id": i, "n": i % 7}))))
+            .collect();
+        let built = Table::build(&["n".into()], rows.clone());
+        let mut put = Table::with_indexes(&["n".into()]);
+        for (k, r) in rows {
+            put.put(k, r);
+        }
+        let (two, five) = (Key::Num(2.0), Key::Num(5.0));
+        for t in [&built, &put] {
+            let got = t.range("n", Bound::Excluded(&two), Bound::Included(&five), usize::MAX);
+            let mut want: Vec<Key> = (0..50)
+                .filter(|i| (3..=5).contains(&(i % 7)))
+                .map(|i| Key::Num(f64::from(i)))
+                .collect();
+            let mut got = pks(got);
+            got.sort();
+            want.sort();
+            assert_eq!(got, want);
+            assert_eq!(t.index_kinds("n"), Some((true, false)));
+        }
     }
 }

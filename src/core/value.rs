@@ -1,54 +1,65 @@
-//! Row values and the two orderings the engine needs.
+//! Values' identities and the two orderings the engine needs.
 //!
-//! Rows are JSON objects ([`Row`]). Two comparisons exist on purpose:
+//! Two comparisons exist on purpose:
 //! - [`sort_cmp`] is a total order used by `orderBy`: booleans < numbers < strings < arrays <
 //!   objects < null/missing (so nulls come last in ascending order).
 //! - [`compare`] is the partial order used by `gt`/`gte`/`lt`/`lte`: values compare only with
 //!   values of the same kind, except that a number (epoch milliseconds) and an ISO 8601 date
 //!   string compare as instants. Anything else is "not comparable" and the operator is false.
 
-use serde_json::{Map, Value};
+pub use super::row::{num_value, Obj, Row, ValRef};
+use serde_json::Value;
 use std::cmp::Ordering;
 use std::fmt;
 use std::hash::{Hash, Hasher};
+use std::rc::Rc;
 
-pub type Row = Map<String, Value>;
-
-/// A primary-key (or join-key) value: a string or a finite number. Ordered like IndexedDB keys:
-/// every number sorts before every string.
+/// A primary-key (or join-key, or index) value: a string or a finite number. Ordered like
+/// IndexedDB keys: every number sorts before every string. Cloning a string key shares it.
 #[derive(Clone, Debug)]
 pub enum Key {
     Num(f64),
-    Str(String),
+    Str(Rc<str>),
 }
 
 impl Key {
     /// The key held by a JSON value, if it can be one.
     pub fn from_value(v: &Value) -> Option<Key> {
         match v {
-            Value::String(s) => Some(Key::Str(s.clone())),
-            Value::Number(n) => n
-                .as_f64()
-                .filter(|f| f.is_finite())
-                .map(|f| Key::Num(if f == 0.0 { 0.0 } else { f })),
+            Value::String(s) => Some(Key::Str(Rc::from(s.as_str()))),
+            Value::Number(n) => n.as_f64().and_then(Key::num),
             _ => None,
         }
     }
 
+    /// The key held by a row's value, if it can be one.
+    pub fn from_ref(v: ValRef<'_>) -> Option<Key> {
+        match v {
+            ValRef::Str(s) => Some(Key::Str(Rc::from(s))),
+            ValRef::Num(f) => Key::num(f),
+            _ => None,
+        }
+    }
+
+    fn num(f: f64) -> Option<Key> {
+        f.is_finite()
+            .then_some(Key::Num(if f == 0.0 { 0.0 } else { f }))
+    }
+
     pub fn to_value(&self) -> Value {
         match self {
-            Key::Str(s) => Value::String(s.clone()),
+            Key::Str(s) => Value::String(s.to_string()),
             Key::Num(f) => num_value(*f),
         }
     }
-}
 
-/// A JSON number that stays an integer when it is one (so `1` round-trips as `1`, not `1.0`).
-pub fn num_value(f: f64) -> Value {
-    if f.fract() == 0.0 && f.abs() < 9_007_199_254_740_992.0 {
-        Value::from(f as i64)
-    } else {
-        serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)
+    /// Whether a row's value is this key.
+    pub fn is(&self, v: ValRef<'_>) -> bool {
+        match (self, v) {
+            (Key::Str(a), ValRef::Str(b)) => **a == *b,
+            (Key::Num(a), ValRef::Num(b)) => *a == b,
+            _ => false,
+        }
     }
 }
 
@@ -96,68 +107,78 @@ impl fmt::Display for Key {
     }
 }
 
-fn rank(v: Option<&Value>) -> u8 {
+fn rank(v: Option<ValRef<'_>>) -> u8 {
     match v {
-        Some(Value::Bool(_)) => 0,
-        Some(Value::Number(_)) => 1,
-        Some(Value::String(_)) => 2,
-        Some(Value::Array(_)) => 3,
-        Some(Value::Object(_)) => 4,
-        Some(Value::Null) | None => 5,
+        Some(ValRef::Bool(_)) => 0,
+        Some(ValRef::Num(_)) => 1,
+        Some(ValRef::Str(_)) => 2,
+        Some(ValRef::Arr(_)) => 3,
+        Some(ValRef::Obj(_)) => 4,
+        Some(ValRef::Null) | None => 5,
     }
 }
 
-fn f(n: &serde_json::Number) -> f64 {
-    n.as_f64().unwrap_or(f64::NAN)
-}
-
 /// Total order for sorting. Missing and `null` are equal to each other and greater than anything.
-pub fn sort_cmp(a: Option<&Value>, b: Option<&Value>) -> Ordering {
+pub fn sort_cmp(a: Option<ValRef<'_>>, b: Option<ValRef<'_>>) -> Ordering {
     match (a, b) {
-        (Some(Value::Bool(x)), Some(Value::Bool(y))) => x.cmp(y),
-        (Some(Value::Number(x)), Some(Value::Number(y))) => f(x).total_cmp(&f(y)),
-        (Some(Value::String(x)), Some(Value::String(y))) => x.cmp(y),
-        (Some(Value::Array(x)), Some(Value::Array(y))) => {
-            for (p, q) in x.iter().zip(y) {
-                let o = sort_cmp(Some(p), Some(q));
-                if o != Ordering::Equal {
-                    return o;
+        (Some(ValRef::Bool(x)), Some(ValRef::Bool(y))) => x.cmp(&y),
+        (Some(ValRef::Num(x)), Some(ValRef::Num(y))) => x.total_cmp(&y),
+        (Some(ValRef::Str(x)), Some(ValRef::Str(y))) => x.cmp(y),
+        (Some(ValRef::Arr(x)), Some(ValRef::Arr(y))) => {
+            let (mut xs, mut ys) = (x.iter(), y.iter());
+            loop {
+                match (xs.next(), ys.next()) {
+                    (Some(p), Some(q)) => {
+                        let o = sort_cmp(Some(p), Some(q));
+                        if o != Ordering::Equal {
+                            return o;
+                        }
+                    }
+                    (p, q) => return p.is_some().cmp(&q.is_some()),
                 }
             }
-            x.len().cmp(&y.len())
         }
         _ => rank(a).cmp(&rank(b)),
     }
 }
 
-/// Equality as the `eq`/`in` operators see it: JSON equality, with numbers compared by value.
-pub fn loose_eq(a: &Value, b: &Value) -> bool {
+/// Equality as the `eq`/`in` operators see it: JSON equality, with numbers compared by value
+/// and objects regardless of field order.
+pub fn loose_eq(a: ValRef<'_>, b: ValRef<'_>) -> bool {
     match (a, b) {
-        (Value::Number(x), Value::Number(y)) => f(x) == f(y),
-        (Value::Array(x), Value::Array(y)) => {
-            x.len() == y.len() && x.iter().zip(y).all(|(p, q)| loose_eq(p, q))
+        (ValRef::Null, ValRef::Null) => true,
+        (ValRef::Bool(x), ValRef::Bool(y)) => x == y,
+        (ValRef::Num(x), ValRef::Num(y)) => x == y,
+        (ValRef::Str(x), ValRef::Str(y)) => x == y,
+        (ValRef::Arr(x), ValRef::Arr(y)) => {
+            let (mut xs, mut ys) = (x.iter(), y.iter());
+            loop {
+                match (xs.next(), ys.next()) {
+                    (Some(p), Some(q)) if loose_eq(p, q) => {}
+                    (None, None) => return true,
+                    _ => return false,
+                }
+            }
         }
-        (Value::Object(x), Value::Object(y)) => {
-            x.len() == y.len()
-                && x.iter()
-                    .all(|(k, v)| y.get(k).is_some_and(|w| loose_eq(v, w)))
+        (ValRef::Obj(x), ValRef::Obj(y)) => {
+            x.iter().count() == y.iter().count()
+                && x.iter().all(|(k, v)| {
+                    k.with(|name| y.get_str(name))
+                        .is_some_and(|w| loose_eq(v, w))
+                })
         }
-        _ => a == b,
+        _ => false,
     }
 }
 
 /// Ordering for range operators, or `None` when the two values are not comparable.
-pub fn compare(a: &Value, b: &Value) -> Option<Ordering> {
+pub fn compare(a: ValRef<'_>, b: ValRef<'_>) -> Option<Ordering> {
     match (a, b) {
-        (Value::Number(x), Value::Number(y)) => f(x).partial_cmp(&f(y)),
-        (Value::String(x), Value::String(y)) => Some(x.as_str().cmp(y.as_str())),
-        (Value::Bool(x), Value::Bool(y)) => Some(x.cmp(y)),
-        (Value::Number(x), Value::String(s)) => {
-            parse_iso_date(s).and_then(|ms| f(x).partial_cmp(&ms))
-        }
-        (Value::String(s), Value::Number(y)) => {
-            parse_iso_date(s).and_then(|ms| ms.partial_cmp(&f(y)))
-        }
+        (ValRef::Num(x), ValRef::Num(y)) => x.partial_cmp(&y),
+        (ValRef::Str(x), ValRef::Str(y)) => Some(x.cmp(y)),
+        (ValRef::Bool(x), ValRef::Bool(y)) => Some(x.cmp(&y)),
+        (ValRef::Num(x), ValRef::Str(s)) => parse_iso_date(s).and_then(|ms| x.partial_cmp(&ms)),
+        (ValRef::Str(s), ValRef::Num(y)) => parse_iso_date(s).and_then(|ms| ms.partial_cmp(&y)),
         _ => None,
     }
 }
@@ -242,6 +263,7 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
 #[cfg(all(test, not(target_arch = "wasm32")))]
 mod tests {
     use super::*;
+    use crate::core::row::Val;
     use serde_json::json;
 
     #[test]
@@ -267,24 +289,28 @@ mod tests {
         assert_eq!(Key::Num(3.0).to_value(), json!(3));
     }
 
+    fn v(x: Value) -> Val {
+        Val::new(&x)
+    }
+
     #[test]
     fn sort_puts_missing_and_null_last() {
-        let (n, s, nul) = (json!(5), json!("x"), json!(null));
-        assert_eq!(sort_cmp(Some(&n), Some(&s)), Ordering::Less);
-        assert_eq!(sort_cmp(Some(&s), Some(&nul)), Ordering::Less);
-        assert_eq!(sort_cmp(None, Some(&nul)), Ordering::Equal);
-        assert_eq!(sort_cmp(Some(&json!(true)), Some(&n)), Ordering::Less);
+        let (n, s, nul) = (v(json!(5)), v(json!("x")), v(json!(null)));
+        assert_eq!(sort_cmp(Some(n.get()), Some(s.get())), Ordering::Less);
+        assert_eq!(sort_cmp(Some(s.get()), Some(nul.get())), Ordering::Less);
+        assert_eq!(sort_cmp(None, Some(nul.get())), Ordering::Equal);
+        assert_eq!(sort_cmp(Some(v(json!(true)).get()), Some(n.get())), Ordering::Less);
     }
 
     #[test]
     fn compare_only_like_kinds_except_dates() {
-        assert_eq!(compare(&json!(1), &json!(2.5)), Some(Ordering::Less));
-        assert_eq!(compare(&json!("1"), &json!(2)), None);
-        assert_eq!(compare(&json!(null), &json!(2)), None);
+        assert_eq!(compare(v(json!(1)).get(), v(json!(2.5)).get()), Some(Ordering::Less));
+        assert_eq!(compare(v(json!("1")).get(), v(json!(2)).get()), None);
+        assert_eq!(compare(v(json!(null)).get(), v(json!(2)).get()), None);
         let ms = parse_iso_date("2024-03-01T12:00:00.000Z").unwrap();
         assert_eq!(ms, 1_709_294_400_000.0);
         assert_eq!(
-            compare(&json!(ms + 1.0), &json!("2024-03-01T12:00:00Z")),
+            compare(v(json!(ms + 1.0)).get(), v(json!("2024-03-01T12:00:00Z")).get()),
             Some(Ordering::Greater)
         );
     }
@@ -313,8 +339,8 @@ mod tests {
 
     #[test]
     fn loose_equality() {
-        assert!(loose_eq(&json!(1), &json!(1.0)));
-        assert!(loose_eq(&json!({"a": [1, 2]}), &json!({"a": [1.0, 2]})));
-        assert!(!loose_eq(&json!("1"), &json!(1)));
+        assert!(loose_eq(v(json!(1)).get(), v(json!(1.0)).get()));
+        assert!(loose_eq(v(json!({"a": [1, 2]})).get(), v(json!({"a": [1.0, 2]})).get()));
+        assert!(!loose_eq(v(json!("1")).get(), v(json!(1)).get()));
     }
 }

@@ -88,8 +88,8 @@ impl Storage for MemoryStorage {
             store
                 .values()
                 .filter(|r| {
-                    r.get(field)
-                        .and_then(Key::from_value)
+                    r.get_str(field)
+                        .and_then(Key::from_ref)
                         .is_some_and(|k| keys.contains(&k))
                 })
                 .cloned()
@@ -160,7 +160,7 @@ impl Storage for MemoryStorage {
             let store = data.stores.get_mut(op.model()).expect("checked above");
             match op.row() {
                 Some(row) => {
-                    store.insert(op.key().clone(), (**row).clone());
+                    store.insert(op.key().clone(), row.clone());
                 }
                 None => {
                     store.remove(op.key());

@@ -8,7 +8,8 @@ use crate::core::query::Select;
 use crate::core::queue::Turn;
 use crate::core::replica::pull_issue;
 use crate::core::scheduler::{Command, Event};
-use crate::core::value::Row;
+use crate::core::value::Obj;
+use super::Out;
 use crate::error::{Error, Issue, Result};
 use serde_json::Value;
 use std::collections::HashSet;
@@ -216,7 +217,7 @@ impl<S: Storage, V: Validator, R: Remote> Db<S, V, R> {
     /// Pulls `sync.query(query)` and merges it (see [`crate::core::replica::Replica::plan_pull`]);
     /// resolves with the local rows for `query` afterwards. Invalid remote rows are skipped and
     /// reported in the model's `lastError`.
-    pub async fn pull(&self, model: &str, query: Option<&Value>) -> Result<Vec<Value>> {
+    pub async fn pull(&self, model: &str, query: Option<&Value>) -> Result<Vec<Out>> {
         let sel = Select::parse(&self.replica.borrow().schema, model, query)?;
         self.ready().await?;
         self.status.borrow_mut().model_mut(model).pulling += 1;
@@ -315,7 +316,7 @@ impl<S: Storage, V: Validator, R: Remote> Db<S, V, R> {
         has_schema: bool,
         chunk: Vec<(usize, Value)>,
         skipped: &mut Vec<Issue>,
-    ) -> Vec<(usize, Row)> {
+    ) -> Vec<(usize, Obj)> {
         let mut shaped: Vec<(usize, Value)> = Vec::with_capacity(chunk.len());
         for (i, v) in chunk {
             if let Some(path) = too_deep_path(&v, MAX_DEPTH) {

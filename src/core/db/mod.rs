@@ -34,13 +34,14 @@ use super::scheduler::{Command, Event};
 use super::schema::{ModelDef, RelationDef, Schema};
 use super::status::{StatusBoard, SyncStatus};
 use super::value::{Key, Row};
+pub use super::relations::Out;
+use super::row::{Name, Val};
 use crate::error::{Error, Result};
 use futures::lock::Mutex;
 use serde_json::Value;
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::rc::Rc;
 
 /// See [`Db::set_listener`].
 pub type Listener = Box<dyn Fn(&[String])>;

@@ -73,7 +73,7 @@ impl<S: Storage, V: Validator, R: Remote> Db<S, V, R> {
         Ok(Some(self.keep_readable(rows)))
     }
 
-    pub async fn select(&self, model: &str, query: Option<&Value>) -> Result<Vec<Value>> {
+    pub async fn select(&self, model: &str, query: Option<&Value>) -> Result<Vec<Out>> {
         let sel = Select::parse(&self.replica.borrow().schema, model, query)?;
         self.ready().await?;
         if sel.relations.is_empty() {
@@ -112,9 +112,9 @@ impl<S: Storage, V: Validator, R: Remote> Db<S, V, R> {
             .primary_key
             .clone();
         self.ready().await?;
-        let filter = Filter::Field(pk, Op::Eq(key.to_value()));
+        let filter = Filter::Field(Name::new(&pk), Op::Eq(Val::new(&key.to_value())));
         if let Some(rows) = self.read_narrow(model, &filter).await? {
-            return Ok(rows.into_iter().next().map(Value::Object));
+            return Ok(rows.into_iter().next().map(|r| Value::Object(r.to_obj())));
         }
         self.ensure_loaded(&[model.to_string()]).await?;
         self.replica.borrow().get(model, &key.to_value())

@@ -24,7 +24,7 @@ impl<S: Storage, V: Validator, R: Remote> Db<S, V, R> {
         model: &'a str,
         values: &'a Value,
         returning: Option<&'a Value>,
-    ) -> impl Future<Output = Result<Vec<Value>>> + 'a {
+    ) -> impl Future<Output = Result<Vec<Out>>> + 'a {
         self.insert_in(self.turn(), model, values, returning)
     }
 
@@ -34,7 +34,7 @@ impl<S: Storage, V: Validator, R: Remote> Db<S, V, R> {
         model: &str,
         values: &Value,
         returning: Option<&Value>,
-    ) -> Result<Vec<Value>> {
+    ) -> Result<Vec<Out>> {
         let ret = self.replica.borrow().parse_returning(model, returning)?;
         let _turn = turn.await;
         let now = (self.env.now)();
@@ -53,7 +53,7 @@ impl<S: Storage, V: Validator, R: Remote> Db<S, V, R> {
         where_: Option<&'a Value>,
         values: &'a Value,
         returning: Option<&'a Value>,
-    ) -> impl Future<Output = Result<Vec<Value>>> + 'a {
+    ) -> impl Future<Output = Result<Vec<Out>>> + 'a {
         self.update_in(self.turn(), model, where_, values, returning)
     }
 
@@ -64,7 +64,7 @@ impl<S: Storage, V: Validator, R: Remote> Db<S, V, R> {
         where_: Option<&Value>,
         values: &Value,
         returning: Option<&Value>,
-    ) -> Result<Vec<Value>> {
+    ) -> Result<Vec<Out>> {
         let filter = self.required_filter(model, where_, "update")?;
         let ret = self.replica.borrow().parse_returning(model, returning)?;
         let _turn = turn.await;
@@ -86,8 +86,8 @@ impl<S: Storage, V: Validator, R: Remote> Db<S, V, R> {
         ret: &Returning,
         model: &str,
         plan: impl Fn(&Replica) -> Result<Vec<Value>>,
-        build: impl Fn(&Replica, Vec<Value>) -> Result<(Batch, Vec<Rc<Row>>)>,
-    ) -> Result<Vec<Value>> {
+        build: impl Fn(&Replica, Vec<Value>) -> Result<(Batch, Vec<Row>)>,
+    ) -> Result<Vec<Out>> {
         self.check_open()?;
         let models = Replica::returning_models(ret);
         for _ in 0..MAX_ATTEMPTS {
@@ -107,7 +107,7 @@ impl<S: Storage, V: Validator, R: Remote> Db<S, V, R> {
         model: &'a str,
         where_: Option<&'a Value>,
         returning: Option<&'a Value>,
-    ) -> impl Future<Output = Result<Vec<Value>>> + 'a {
+    ) -> impl Future<Output = Result<Vec<Out>>> + 'a {
         self.delete_in(self.turn(), model, where_, returning)
     }
 
@@ -117,7 +117,7 @@ impl<S: Storage, V: Validator, R: Remote> Db<S, V, R> {
         model: &str,
         where_: Option<&Value>,
         returning: Option<&Value>,
-    ) -> Result<Vec<Value>> {
+    ) -> Result<Vec<Out>> {
         let filter = self.required_filter(model, where_, "delete")?;
         let ret = self.replica.borrow().parse_returning(model, returning)?;
         let _turn = turn.await;

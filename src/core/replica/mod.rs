@@ -17,15 +17,18 @@ use crate::core::ids::{IdGen, RandomSource};
 use crate::core::limits::{too_deep_path, MAX_DEPTH};
 use crate::core::outbox::OutboxEntry;
 use crate::core::query::{parse_fields, parse_relations, run, Filter, Op, Select};
+use crate::core::relations::Out;
+use crate::core::row::Name;
+use crate::core::value::parse_iso_date;
 use crate::core::relations::{materialize, Tables};
 use crate::core::schema::{ModelDef, Schema};
 use crate::core::table::Table;
-use crate::core::value::{Key, Row};
+use crate::core::value::{Key, Obj, Row};
 use crate::error::{Error, Issue, Result};
 use serde_json::Value;
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
-use std::rc::Rc;
+use std::ops::Bound;
 
 pub struct Replica {
     pub schema: Schema,
@@ -107,10 +110,11 @@ impl Replica {
         for k in keys {
             table.remove(k);
         }
+        let pk = Name::new(&def.primary_key);
         for row in rows {
             // A row storage holds under a key the model cannot read is not the engine's to keep.
-            if let Ok(key) = row_key(&def, &row) {
-                table.put(key, Rc::new(row));
+            if let Ok(key) = row_key_by(&def, &pk, &row) {
+                table.put(key, row);
             }
         }
         Ok(())
@@ -143,7 +147,7 @@ impl Replica {
 
     /// Rows of `model` matching `filter`, in primary-key order. The filter's top-level `eq`/`in`
     /// conditions pick the candidates when they name the primary key or an indexed field.
-    pub fn matching(&self, model: &str, filter: &Filter) -> Result<Vec<&Rc<Row>>> {
+    pub fn matching(&self, model: &str, filter: &Filter) -> Result<Vec<&Row>> {
         let def = self.schema.model(model)?;
         Ok(matching_in(def, self.table(model)?, filter))
     }
@@ -159,10 +163,10 @@ impl Replica {
             let Filter::Field(f, op) = c else { continue };
             let Some(keys) = op_keys(op) else { continue };
             if f == &def.primary_key {
-                return Ok(Some((f.clone(), keys)));
+                return Ok(Some((f.to_string(), keys)));
             }
-            if def.indexes.contains(f) && best.as_ref().is_none_or(|(_, b)| keys.len() < b.len()) {
-                best = Some((f.clone(), keys));
+            if def.indexes.iter().any(|i| f == i) && best.as_ref().is_none_or(|(_, b)| keys.len() < b.len()) {
+                best = Some((f.to_string(), keys));
             }
         }
         Ok(best)
@@ -171,20 +175,20 @@ impl Replica {
     /// Answers a select without relations from `rows` alone: the rows storage returned for
     /// [`Replica::probe`]'s condition, for a model that is not in memory. Same result as
     /// [`Replica::select`] on the loaded model.
-    pub fn select_from(&self, sel: &Select, rows: Vec<Row>) -> Result<Vec<Value>> {
+    pub fn select_from(&self, sel: &Select, rows: Vec<Row>) -> Result<Vec<Out>> {
         debug_assert!(sel.relations.is_empty());
         let def = self.schema.model(&sel.model)?;
         let table = table_of(def, rows)?;
         self.page(&Tables::new(), sel, matching_in(def, &table, &sel.filter))
     }
 
-    pub fn select(&self, sel: &Select) -> Result<Vec<Value>> {
+    pub fn select(&self, sel: &Select) -> Result<Vec<Out>> {
         let candidates = self.matching(&sel.model, &sel.filter)?;
         self.page(&self.tables, sel, candidates)
     }
 
     /// Orders and pages the matching rows, then projects them and attaches relations.
-    fn page(&self, tables: &Tables, sel: &Select, matching: Vec<&Rc<Row>>) -> Result<Vec<Value>> {
+    fn page(&self, tables: &Tables, sel: &Select, matching: Vec<&Row>) -> Result<Vec<Out>> {
         let page = run(
             &Filter::All,
             &sel.order,
@@ -218,7 +222,7 @@ impl Replica {
         Ok(self
             .table(model)?
             .get(&key)
-            .map(|r| Value::Object((**r).clone())))
+            .map(|r| Value::Object(r.to_obj())))
     }
 
     pub fn parse_returning(&self, model: &str, v: Option<&Value>) -> Result<Returning> {
@@ -253,8 +257,8 @@ impl Replica {
         }))
     }
 
-    pub fn returning(&self, ret: &Returning, rows: &[Rc<Row>]) -> Result<Vec<Value>> {
-        let refs: Vec<&Rc<Row>> = rows.iter().collect();
+    pub fn returning(&self, ret: &Returning, rows: &[Row]) -> Result<Vec<Out>> {
+        let refs: Vec<&Row> = rows.iter().collect();
         materialize(&self.tables, &self.primary_keys(), &ret.0, &refs)
     }
 
@@ -266,12 +270,12 @@ impl Replica {
     }
 }
 
-fn row_op(model: &str, key: Key, row: Option<Row>) -> RowOp {
+fn row_op(model: &str, key: Key, row: Option<Obj>) -> RowOp {
     match row {
         Some(r) => RowOp::Put {
             model: model.to_string(),
             key,
-            row: Rc::new(r),
+            row: Row::from_obj(&r),
         },
         None => RowOp::Delete {
             model: model.to_string(),
@@ -291,7 +295,7 @@ fn into_row(def: &ModelDef, i: usize, v: Value) -> Result<Row> {
         });
     }
     match v {
-        Value::Object(o) => Ok(o),
+        Value::Object(o) => Ok(Row::from_obj(&o)),
         other => Err(Error::Validation {
             model: def.name.clone(),
             issues: vec![crate::error::Issue {
@@ -302,61 +306,156 @@ fn into_row(def: &ModelDef, i: usize, v: Value) -> Result<Row> {
     }
 }
 
-/// The primary key of a row, or a validation error naming what is wrong with it.
 /// A table of `def`'s rows, with its declared indexes.
 fn table_of(def: &ModelDef, rows: Vec<Row>) -> Result<Table> {
-    let mut table = Table::with_indexes(&def.indexes);
-    for row in rows {
-        let key = row_key(def, &row)?;
-        table.put(key, Rc::new(row));
-    }
-    Ok(table)
+    let pk = Name::new(&def.primary_key);
+    let keyed = rows
+        .into_iter()
+        .map(|row| Ok((row_key_by(def, &pk, &row)?, row)))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Table::build(&def.indexes, keyed))
 }
 
 /// The keys an `eq`/`in` operand names (sorted, without duplicates), if every one can be a key.
 fn op_keys(op: &Op) -> Option<Vec<Key>> {
     match op {
-        Op::Eq(v) => Key::from_value(v).map(|k| vec![k]),
-        Op::In(vs) => vs
-            .values
-            .iter()
-            .map(Key::from_value)
-            .collect::<Option<Vec<_>>>()
-            .map(|mut ks| {
-                ks.sort();
-                ks.dedup();
-                ks
-            }),
+        Op::Eq(v) => Key::from_ref(v.get()).map(|k| vec![k]),
+        Op::In(vs) => vs.keys.clone(),
         _ => None,
     }
 }
 
-/// Rows of `table` matching `filter`, in primary-key order; see [`Replica::matching`].
-fn matching_in<'t>(def: &ModelDef, table: &'t Table, filter: &Filter) -> Vec<&'t Rc<Row>> {
-    let mut best: Option<Vec<&Rc<Row>>> = None;
-    for c in filter.conjuncts() {
-        let Filter::Field(f, op) = c else { continue };
-        let Some(values) = op_keys(op) else { continue };
-        let candidates: Vec<&Rc<Row>> = if f == &def.primary_key {
-            values.iter().filter_map(|k| table.get(k)).collect()
-        } else if let Some(keys) = table.lookup(f, &values) {
-            keys.into_iter().filter_map(|k| table.get(k)).collect()
+/// The bounds `gt`/`gte`/`lt`/`lte` conditions on one indexed field put on its index, when the
+/// index alone can find every row they match: each operand can be a key, and the index holds no
+/// values of another kind that the operator would still compare with (numbers and ISO date
+/// strings compare as instants).
+fn index_bounds(
+    table: &Table,
+    field: &str,
+    ops: &[&Op],
+) -> Option<(Bound<Key>, Bound<Key>)> {
+    let (has_nums, has_strs) = table.index_kinds(field)?;
+    let (mut lo, mut hi) = (Bound::Unbounded, Bound::Unbounded);
+    for op in ops {
+        let (v, lower, inclusive) = match op {
+            Op::Gt(v) => (v, true, false),
+            Op::Gte(v) => (v, true, true),
+            Op::Lt(v) => (v, false, false),
+            Op::Lte(v) => (v, false, true),
+            _ => continue,
+        };
+        let key = Key::from_ref(v.get())?;
+        let mixed = match &key {
+            Key::Num(_) => has_strs,
+            Key::Str(s) => has_nums && parse_iso_date(s).is_some(),
+        };
+        if mixed {
+            return None;
+        }
+        let b = if inclusive {
+            Bound::Included(key)
         } else {
+            Bound::Excluded(key)
+        };
+        // Keep the tighter bound; bounds of different kinds are left to the filter.
+        let slot = if lower { &mut lo } else { &mut hi };
+        *slot = tighter(std::mem::replace(slot, Bound::Unbounded), b, lower);
+    }
+    if matches!((&lo, &hi), (Bound::Unbounded, Bound::Unbounded)) {
+        return None;
+    }
+    Some((lo, hi))
+}
+
+fn tighter(a: Bound<Key>, b: Bound<Key>, lower: bool) -> Bound<Key> {
+    let key = |x: &Bound<Key>| match x {
+        Bound::Included(k) | Bound::Excluded(k) => Some(k.clone()),
+        Bound::Unbounded => None,
+    };
+    match (key(&a), key(&b)) {
+        (None, _) => b,
+        (_, None) => a,
+        (Some(x), Some(y)) => {
+            let b_wins = match x.cmp(&y) {
+                std::cmp::Ordering::Equal => matches!(b, Bound::Excluded(_)),
+                o => (o == std::cmp::Ordering::Less) == lower,
+            };
+            if b_wins {
+                b
+            } else {
+                a
+            }
+        }
+    }
+}
+
+/// Rows of `table` matching `filter`, in primary-key order; see [`Replica::matching`].
+///
+/// The candidates come from the narrowest of: the primary keys an `eq`/`in` names, an index's
+/// rows for the values an `eq`/`in` names, an index's range for `gt`/`gte`/`lt`/`lte` on one
+/// field, or else every row. Candidate lists are collected only while they stay smaller than the
+/// best so far, so trying a poor index costs no more than the best one.
+fn matching_in<'t>(def: &ModelDef, table: &'t Table, filter: &Filter) -> Vec<&'t Row> {
+    let conjuncts = filter.conjuncts();
+    // (candidates, whether they are already in primary-key order)
+    let mut best: Option<(Vec<(&'t Key, &'t Row)>, bool)> = None;
+    let cap = |best: &Option<(Vec<(&Key, &Row)>, bool)>| best.as_ref().map_or(usize::MAX, |b| b.0.len());
+    let mut ranged: Vec<(&str, Vec<&Op>)> = Vec::new();
+    for c in &conjuncts {
+        let Filter::Field(f, op) = c else { continue };
+        if matches!(op, Op::Gt(_) | Op::Gte(_) | Op::Lt(_) | Op::Lte(_)) && table.has_index(f) {
+            match ranged.iter_mut().find(|(n, _)| *n == &**f) {
+                Some((_, ops)) => ops.push(op),
+                None => ranged.push((f, vec![op])),
+            }
+            continue;
+        }
+        let Some(values) = op_keys(op) else { continue };
+        let found = if *f == def.primary_key {
+            Some((table.get_many(&values), true))
+        } else {
+            table
+                .lookup(f, &values, cap(&best))
+                .map(|c| (c, values.len() == 1))
+        };
+        if let Some(found) = found {
+            if found.0.len() < cap(&best) {
+                best = Some(found);
+            }
+        }
+    }
+    for (field, ops) in ranged {
+        let Some((lo, hi)) = index_bounds(table, field, &ops) else {
             continue;
         };
-        if best.as_ref().is_none_or(|b| candidates.len() < b.len()) {
-            best = Some(candidates);
+        if let Some(found) = table.range(field, lo.as_ref(), hi.as_ref(), cap(&best)) {
+            if found.len() < cap(&best) {
+                best = Some((found, false));
+            }
         }
     }
     match best {
-        Some(c) => c.into_iter().filter(|r| filter.matches(r)).collect(),
+        Some((mut c, in_order)) => {
+            if !in_order {
+                c.sort_unstable_by(|a, b| a.0.cmp(b.0));
+            }
+            c.into_iter()
+                .map(|(_, r)| r)
+                .filter(|r| filter.matches(r))
+                .collect()
+        }
         None => table.iter().filter(|r| filter.matches(r)).collect(),
     }
 }
 
+/// The primary key of a row, or a validation error naming what is wrong with it.
 pub fn row_key(def: &ModelDef, row: &Row) -> Result<Key> {
-    match row.get(&def.primary_key) {
-        Some(v) => Key::from_value(v).ok_or_else(|| Error::Validation {
+    row_key_by(def, &Name::new(&def.primary_key), row)
+}
+
+pub(crate) fn row_key_by(def: &ModelDef, pk: &Name, row: &Row) -> Result<Key> {
+    match row.get(pk) {
+        Some(v) => Key::from_ref(v).ok_or_else(|| Error::Validation {
             model: def.name.clone(),
             issues: vec![crate::error::Issue {
                 path: vec![def.primary_key.clone()],

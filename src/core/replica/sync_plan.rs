@@ -5,10 +5,9 @@ use crate::core::batch::{Batch, RowOp};
 use crate::core::outbox::OutboxEntry;
 use crate::core::query::Filter;
 use crate::core::sync;
-use crate::core::value::{Key, Row};
+use crate::core::value::{Key, Obj, Row};
 use crate::error::{Error, Issue, Result};
 use std::collections::{BTreeMap, HashSet};
-use std::rc::Rc;
 
 impl Replica {
     /// Pending entries that touched row `key` of `model`, oldest first.
@@ -134,14 +133,16 @@ impl Replica {
     /// Merges rows pulled from the backend. Rows without pending writes take the remote version;
     /// rows with pending writes take it as their new base with the writes replayed on top. A
     /// row without a usable primary key is skipped and reported (its index in `remote`, why).
-    pub fn plan_pull(&self, model: &str, remote: Vec<(usize, Row)>) -> Result<(Batch, PullPlan)> {
+    pub fn plan_pull(&self, model: &str, remote: Vec<(usize, Obj)>) -> Result<(Batch, PullPlan)> {
         let def = self.schema.model(model)?;
         let table = self.table(model)?;
         let mut batch = Batch::default();
         let mut plan = PullPlan::default();
         let index = self.touch_index(model);
-        for (i, row) in remote {
-            let key = match row_key(def, &row) {
+        let pk = Name::new(&def.primary_key);
+        for (i, obj) in remote {
+            let row = Row::from_obj(&obj);
+            let key = match row_key_by(def, &pk, &row) {
                 Ok(k) => k,
                 Err(e) => {
                     plan.skipped.push(pull_issue(i, e));
@@ -151,17 +152,17 @@ impl Replica {
             plan.seen.push(key.clone());
             let touching = index.get(&key).map_or(&[][..], Vec::as_slice);
             if touching.is_empty() {
-                if table.get(&key).is_none_or(|r| **r != row) {
+                if table.get(&key).is_none_or(|r| *r != row) {
                     batch.rows.push(RowOp::Put {
                         model: model.to_string(),
                         key,
-                        row: Rc::new(row),
+                        row,
                     });
                 }
                 continue;
             }
-            let local = sync::replay(Some(row.clone()), touching, def, &key);
-            rebase_in(&mut batch.outbox_put, touching[0], &key, Some(row));
+            let local = sync::replay(Some(obj.clone()), touching, def, &key);
+            rebase_in(&mut batch.outbox_put, touching[0], &key, Some(obj));
             batch.rows.push(row_op(model, key, local));
         }
         Ok((batch, plan))
@@ -215,7 +216,7 @@ pub fn pull_issue(i: usize, e: Error) -> Issue {
 
 /// Sets `key`'s base in the copy of `entry` kept in `updated` (adding the copy if needed), so an
 /// entry touched for several rows is written once with every change.
-fn rebase_in(updated: &mut Vec<OutboxEntry>, entry: &OutboxEntry, key: &Key, base: Option<Row>) {
+fn rebase_in(updated: &mut Vec<OutboxEntry>, entry: &OutboxEntry, key: &Key, base: Option<Obj>) {
     let i = match updated
         .iter()
         .position(|e| e.mutation_id == entry.mutation_id)

@@ -6,10 +6,10 @@ use crate::core::outbox::{Action, Before, OutboxEntry};
 use crate::core::query::Filter;
 use crate::core::schema::ModelDef;
 use crate::core::value::Row;
+use crate::core::row::Name;
 use crate::error::{Error, Result};
 use serde_json::{json, Value};
 use std::collections::HashSet;
-use std::rc::Rc;
 
 impl Replica {
     /// Normalizes insert `values` (a row or an array of rows) and fills missing primary keys with
@@ -59,11 +59,12 @@ impl Replica {
         let rows = self.matching(model, filter)?;
         rows.into_iter()
             .map(|r| {
-                let mut merged = (**r).clone();
+                let mut merged = r.to_obj();
+                let old_key = merged.get(&def.primary_key).cloned();
                 for (k, v) in patch {
                     merged.insert(k.clone(), v.clone());
                 }
-                if merged.get(&def.primary_key) != r.get(&def.primary_key) {
+                if merged.get(&def.primary_key) != old_key.as_ref() {
                     return Err(Error::query(format!(
                         "update cannot change the primary key \"{}\" of \"{model}\"; delete and insert instead",
                         def.primary_key
@@ -74,7 +75,7 @@ impl Replica {
             .collect()
     }
 
-    pub fn plan_delete(&self, model: &str, filter: &Filter) -> Result<Vec<Rc<Row>>> {
+    pub fn plan_delete(&self, model: &str, filter: &Filter) -> Result<Vec<Row>> {
         Ok(self.matching(model, filter)?.into_iter().cloned().collect())
     }
 
@@ -108,22 +109,22 @@ impl Replica {
         model: &str,
         rows: Vec<Value>,
         now: f64,
-    ) -> Result<(Batch, Vec<Rc<Row>>)> {
+    ) -> Result<(Batch, Vec<Row>)> {
         let def = self.schema.model(model)?;
         let table = self.table(model)?;
+        let pk = Name::new(&def.primary_key);
         let mut batch = Batch::default();
         let mut seen = HashSet::new();
         let mut affected = Vec::with_capacity(rows.len());
         for (i, v) in rows.into_iter().enumerate() {
             let row = into_row(def, i, v)?;
-            let key = row_key(def, &row)?;
+            let key = row_key_by(def, &pk, &row)?;
             if table.contains(&key) || !seen.insert(key.clone()) {
                 return Err(Error::Constraint(format!(
                     "a \"{model}\" row with {} {key} already exists; use update to change it",
                     def.primary_key
                 )));
             }
-            let row = Rc::new(row);
             affected.push(row.clone());
             batch.rows.push(RowOp::Insert {
                 model: model.to_string(),
@@ -132,14 +133,12 @@ impl Replica {
             });
         }
         if def.has_mutation && !affected.is_empty() {
-            let values: Vec<Value> = affected
+            let values: Vec<Value> = affected.iter().map(|r| Value::Object(r.to_obj())).collect();
+            let before = batch
+                .rows
                 .iter()
-                .map(|r| Value::Object((**r).clone()))
-                .collect();
-            let before = affected
-                .iter()
-                .map(|r| Before {
-                    key: r[&def.primary_key].clone(),
+                .map(|op| Before {
+                    key: op.key().to_value(),
                     row: None,
                 })
                 .collect();
@@ -161,15 +160,16 @@ impl Replica {
         rows: Vec<Value>,
         patch: &Value,
         now: f64,
-    ) -> Result<(Batch, Vec<Rc<Row>>)> {
+    ) -> Result<(Batch, Vec<Row>)> {
         let def = self.schema.model(model)?;
         let table = self.table(model)?;
+        let pk = Name::new(&def.primary_key);
         let mut batch = Batch::default();
         let mut affected = Vec::with_capacity(rows.len());
         let mut before = Vec::new();
         for (i, v) in rows.into_iter().enumerate() {
             let row = into_row(def, i, v)?;
-            let key = row_key(def, &row)?;
+            let key = row_key_by(def, &pk, &row)?;
             let old = table.get(&key).ok_or_else(|| {
                 Error::query(format!(
                     "the schema changed the primary key of a \"{model}\" row during update"
@@ -177,9 +177,8 @@ impl Replica {
             })?;
             before.push(Before {
                 key: key.to_value(),
-                row: Some((**old).clone()),
+                row: Some(old.to_obj()),
             });
-            let row = Rc::new(row);
             affected.push(row.clone());
             batch.rows.push(RowOp::Put {
                 model: model.to_string(),
@@ -198,7 +197,7 @@ impl Replica {
         Ok((batch, affected))
     }
 
-    pub fn build_delete(&self, model: &str, rows: &[Rc<Row>], now: f64) -> Result<Batch> {
+    pub fn build_delete(&self, model: &str, rows: &[Row], now: f64) -> Result<Batch> {
         let def = self.schema.model(model)?;
         let mut batch = Batch::default();
         let mut before = Vec::new();
@@ -206,7 +205,7 @@ impl Replica {
             let key = row_key(def, r)?;
             before.push(Before {
                 key: key.to_value(),
-                row: Some((**r).clone()),
+                row: Some(r.to_obj()),
             });
             batch.rows.push(RowOp::Delete {
                 model: model.to_string(),

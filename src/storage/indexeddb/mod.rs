@@ -40,7 +40,6 @@ use indexed_db_futures::prelude::*;
 use indexed_db_futures::KeyRange;
 use raw::{js_err, monotonic_ms};
 use serde::de::DeserializeOwned;
-use serde_json::value::RawValue;
 use serde_json::Value;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -139,34 +138,39 @@ fn js_key(record: &JsValue, key_field: &str) -> Option<Value> {
     k.as_f64().map(crate::core::value::num_value)
 }
 
+/// How many records cross into WebAssembly as one JSON text when reading: large enough that the
+/// per-call cost vanishes, small enough that the text (which WebAssembly memory keeps as capacity
+/// once grown) stays far below the rows' own size.
+const DECODE_CHUNK: usize = 2_000;
+
 /// Decodes records read from `store`, each on its own: one that cannot be decoded (not JSON, not
 /// the expected shape, nested too deep) is reported with its key instead of failing the read.
-/// The common case is still one `JSON.stringify` for the whole array.
+/// The common case is one `JSON.stringify` per [`DECODE_CHUNK`] records, decoded straight into
+/// `T` (for rows: their compact form, with no JSON tree in between).
 fn decode<T: DeserializeOwned>(records: Vec<JsValue>, store: &str, key_field: &str) -> Loaded<T> {
     let mut out = Loaded::all(Vec::with_capacity(records.len()));
-    let unreadable = |i: usize, message: String| Unreadable {
-        store: store.to_string(),
-        key: js_key(&records[i], key_field),
-        message,
-    };
-    let array: js_sys::Array = records.iter().collect();
-    let texts: Vec<std::result::Result<String, String>> = match js_sys::JSON::stringify(&array) {
-        Ok(text) => {
-            let text = String::from(text);
-            match serde_json::from_str::<Vec<&RawValue>>(&text) {
-                Ok(raws) if raws.len() == records.len() => {
-                    raws.into_iter().map(|r| Ok(r.get().to_string())).collect()
+    for chunk in records.chunks(DECODE_CHUNK) {
+        let array: js_sys::Array = chunk.iter().collect();
+        if let Ok(text) = js_sys::JSON::stringify(&array) {
+            if let Ok(items) = serde_json::from_str::<Vec<T>>(&String::from(text)) {
+                if items.len() == chunk.len() {
+                    out.items.extend(items);
+                    continue;
                 }
-                _ => records.iter().map(stringify_one).collect(),
             }
         }
-        // A record JSON cannot represent (a cycle, a BigInt): find which, one by one.
-        Err(_) => records.iter().map(stringify_one).collect(),
-    };
-    for (i, text) in texts.into_iter().enumerate() {
-        match text.and_then(|t| serde_json::from_str::<T>(&t).map_err(|e| e.to_string())) {
-            Ok(item) => out.items.push(item),
-            Err(message) => out.unreadable.push(unreadable(i, message)),
+        // Something in this chunk cannot be read: find what, record by record.
+        for record in chunk {
+            match stringify_one(record)
+                .and_then(|t| serde_json::from_str::<T>(&t).map_err(|e| e.to_string()))
+            {
+                Ok(item) => out.items.push(item),
+                Err(message) => out.unreadable.push(Unreadable {
+                    store: store.to_string(),
+                    key: js_key(record, key_field),
+                    message,
+                }),
+            }
         }
     }
     out
@@ -409,7 +413,7 @@ impl IdbStorage {
         let rows: Vec<&Row> = batch
             .rows
             .iter()
-            .filter_map(|op| op.row().map(|r| &**r))
+            .filter_map(|op| op.row())
             .collect();
         let rows: js_sys::Array = to_js(&rows)?.unchecked_into();
         let mut next_row = 0;
