@@ -3,6 +3,7 @@
 #![cfg(target_arch = "wasm32")]
 
 use indexed_db_futures::{Build, BuildPrimitive};
+use micro_sync::core::db::Out;
 use micro_sync::core::db::{
     Db, Env, NoRemote, NoValidation, Pulled, PushOutcome, Remote, Validator,
 };
@@ -65,8 +66,8 @@ async fn open(name: &str) -> Db<IdbStorage, NoValidation> {
     open_with(name, blog(), NoValidation).await
 }
 
-fn ids(rows: &[Value]) -> Vec<Value> {
-    rows.iter().map(|r| r["id"].clone()).collect()
+fn ids(rows: &[Out]) -> Vec<Value> {
+    rows.iter().map(|r| r.to_value()["id"].clone()).collect()
 }
 
 #[wasm_bindgen_test]
@@ -82,7 +83,7 @@ async fn crud_round_trip_and_persistence() {
         .insert("users", &json!({ "name": "Grace" }), None)
         .await
         .unwrap();
-    let gid = generated[0]["id"].as_str().unwrap().to_string();
+    let gid = generated[0].to_value()["id"].as_str().unwrap().to_string();
     assert_eq!(gid.len(), 36, "UUIDv7 string key generated");
     assert_eq!(&gid[14..15], "7", "version nibble is 7");
 
@@ -237,7 +238,7 @@ async fn rejected_writes_change_nothing() {
         .await
         .unwrap();
     assert_eq!(
-        ok[0]["role"],
+        ok[0].to_value()["role"],
         json!("member"),
         "validated output (defaults) is what is stored"
     );
@@ -658,12 +659,12 @@ async fn an_aborted_transaction_leaves_neither_row_nor_outbox_entry() {
             RowOp::Put {
                 model: "notes".into(),
                 key: Key::Num(1.0),
-                row: Rc::new(good),
+                row: micro_sync::core::value::Row::from_obj(&good),
             },
             RowOp::Put {
                 model: "notes".into(),
                 key: Key::Num(2.0),
-                row: Rc::new(bad),
+                row: micro_sync::core::value::Row::from_obj(&bad),
             },
         ],
         outbox_put: vec![entry],
@@ -913,11 +914,8 @@ async fn stale_commits_write_nothing_and_inserts_never_overwrite() {
     a.open(&schema).await.unwrap();
     b.open(&schema).await.unwrap();
     let row = |title: &str| {
-        Rc::new(
-            json!({ "id": 1, "title": title })
-                .as_object()
-                .unwrap()
-                .clone(),
+        micro_sync::core::value::Row::from_obj(
+            json!({ "id": 1, "title": title }).as_object().unwrap(),
         )
     };
     let insert = |title: &str| Batch {
@@ -948,7 +946,7 @@ async fn stale_commits_write_nothing_and_inserts_never_overwrite() {
     let err = b.commit(&insert("from b"), 1).await.unwrap_err();
     assert_eq!(err.name(), "ConstraintError", "{err}");
     let stored = b.load(&notes()[0]).await.unwrap().items;
-    assert_eq!(stored, vec![(*row("from a")).clone()]);
+    assert_eq!(stored, vec![row("from a")]);
     assert_eq!(
         b.changes_since(1).await.unwrap().seq,
         1,

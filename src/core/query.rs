@@ -5,8 +5,8 @@
 
 use super::limits::{self, MAX_CONDITIONS, MAX_DEPTH, MAX_LIST, MAX_PATTERN};
 use super::pattern::{FuzzyPattern, LikePattern};
-use super::schema::{ModelDef, RelationDef, Schema};
 use super::row::{FastHash, Name, Val, ValRef};
+use super::schema::{ModelDef, RelationDef, Schema};
 use super::value::{compare, loose_eq, sort_cmp, Key, Row};
 use crate::error::{Error, Result};
 use serde_json::Value;
@@ -580,10 +580,12 @@ pub fn run<'a>(
         .map(|(i, r)| (r.get(&first.field), i, r))
         .collect();
     // Tie-break on arrival position so the unstable partial sort behaves like a stable sort.
-    let cmp = |a: &(Option<ValRef<'a>>, usize, &'a Row), b: &(Option<ValRef<'a>>, usize, &'a Row)| {
+    let cmp = |a: &(Option<ValRef<'a>>, usize, &'a Row),
+               b: &(Option<ValRef<'a>>, usize, &'a Row)| {
         let o = sort_cmp(a.0, b.0);
         let o = if first.descending { o.reverse() } else { o };
-        o.then_with(|| order_cmp(rest, a.2, b.2)).then(a.1.cmp(&b.1))
+        o.then_with(|| order_cmp(rest, a.2, b.2))
+            .then(a.1.cmp(&b.1))
     };
     let wanted = limit.map(|l| offset.saturating_add(l));
     match wanted {

@@ -229,8 +229,10 @@ fn order_is_stable_with_nulls_last_and_pages() {
 /// value-level comparisons, which have their own unit tests.
 fn naive_match(w: &Value, r: &Obj) -> bool {
     use std::cmp::Ordering::*;
-    let compare = |a: &Value, b: &Value| crate::core::value::compare(Val::new(a).get(), Val::new(b).get());
-    let loose_eq = |a: &Value, b: &Value| crate::core::value::loose_eq(Val::new(a).get(), Val::new(b).get());
+    let compare =
+        |a: &Value, b: &Value| crate::core::value::compare(Val::new(a).get(), Val::new(b).get());
+    let loose_eq =
+        |a: &Value, b: &Value| crate::core::value::loose_eq(Val::new(a).get(), Val::new(b).get());
     w.as_object().unwrap().iter().all(|(k, v)| match k.as_str() {
         "and" => v.as_array().unwrap().iter().all(|s| naive_match(s, r)),
         "or" => v.as_array().unwrap().iter().any(|s| naive_match(s, r)),

@@ -44,6 +44,12 @@ impl Out {
     }
 }
 
+impl PartialEq for Out {
+    fn eq(&self, other: &Out) -> bool {
+        self.to_value() == other.to_value()
+    }
+}
+
 impl PartialEq<Value> for Out {
     fn eq(&self, other: &Value) -> bool {
         self.to_value() == *other

@@ -800,7 +800,10 @@ mod tests {
     #[test]
     fn reads_fields_by_name() {
         let r = row(json!({"id": 1, "name": "Ada", "tags": ["x"]}));
-        assert!(matches!(r.get(&Name::new("name")), Some(ValRef::Str("Ada"))));
+        assert!(matches!(
+            r.get(&Name::new("name")),
+            Some(ValRef::Str("Ada"))
+        ));
         assert!(matches!(r.get_str("id"), Some(ValRef::Num(n)) if n == 1.0));
         assert!(r.get(&Name::new("nope")).is_none());
         let p = r.project(&[Name::new("tags"), Name::new("id"), Name::new("zz")]);

@@ -234,7 +234,10 @@ mod tests {
         let a = Key::Str("a".into());
         let b = Key::Str("b".into());
         let all = usize::MAX;
-        assert_eq!(pks(t.lookup("s", std::slice::from_ref(&a), all)), [k(1.0), k(3.0)]);
+        assert_eq!(
+            pks(t.lookup("s", std::slice::from_ref(&a), all)),
+            [k(1.0), k(3.0)]
+        );
         assert!(t.lookup("s", std::slice::from_ref(&a), 1).is_none());
         t.put(k(1.0), row(json!({"id": 1, "s": "b"}))); // moves from a to b
         assert_eq!(pks(t.lookup("s", std::slice::from_ref(&a), all)), [k(3.0)]);
@@ -260,7 +263,12 @@ mod tests {
         }
         let (two, five) = (Key::Num(2.0), Key::Num(5.0));
         for t in [&built, &put] {
-            let got = t.range("n", Bound::Excluded(&two), Bound::Included(&five), usize::MAX);
+            let got = t.range(
+                "n",
+                Bound::Excluded(&two),
+                Bound::Included(&five),
+                usize::MAX,
+            );
             let mut want: Vec<Key> = (0..50)
                 .filter(|i| (3..=5).contains(&(i % 7)))
                 .map(|i| Key::Num(f64::from(i)))

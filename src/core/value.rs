@@ -299,18 +299,27 @@ mod tests {
         assert_eq!(sort_cmp(Some(n.get()), Some(s.get())), Ordering::Less);
         assert_eq!(sort_cmp(Some(s.get()), Some(nul.get())), Ordering::Less);
         assert_eq!(sort_cmp(None, Some(nul.get())), Ordering::Equal);
-        assert_eq!(sort_cmp(Some(v(json!(true)).get()), Some(n.get())), Ordering::Less);
+        assert_eq!(
+            sort_cmp(Some(v(json!(true)).get()), Some(n.get())),
+            Ordering::Less
+        );
     }
 
     #[test]
     fn compare_only_like_kinds_except_dates() {
-        assert_eq!(compare(v(json!(1)).get(), v(json!(2.5)).get()), Some(Ordering::Less));
+        assert_eq!(
+            compare(v(json!(1)).get(), v(json!(2.5)).get()),
+            Some(Ordering::Less)
+        );
         assert_eq!(compare(v(json!("1")).get(), v(json!(2)).get()), None);
         assert_eq!(compare(v(json!(null)).get(), v(json!(2)).get()), None);
         let ms = parse_iso_date("2024-03-01T12:00:00.000Z").unwrap();
         assert_eq!(ms, 1_709_294_400_000.0);
         assert_eq!(
-            compare(v(json!(ms + 1.0)).get(), v(json!("2024-03-01T12:00:00Z")).get()),
+            compare(
+                v(json!(ms + 1.0)).get(),
+                v(json!("2024-03-01T12:00:00Z")).get()
+            ),
             Some(Ordering::Greater)
         );
     }
@@ -340,7 +349,10 @@ mod tests {
     #[test]
     fn loose_equality() {
         assert!(loose_eq(v(json!(1)).get(), v(json!(1.0)).get()));
-        assert!(loose_eq(v(json!({"a": [1, 2]})).get(), v(json!({"a": [1.0, 2]})).get()));
+        assert!(loose_eq(
+            v(json!({"a": [1, 2]})).get(),
+            v(json!({"a": [1.0, 2]})).get()
+        ));
         assert!(!loose_eq(v(json!("1")).get(), v(json!(1)).get()));
     }
 }

@@ -1,6 +1,7 @@
 // `make bench`: runs the workloads in headless Debian Chromium for each library, each in a fresh
 // browser profile, several repetitions; prints medians with ratios to raw IndexedDB and writes
-// BENCHMARKS.md at the repository root.
+// BENCHMARKS.md at the repository root. `BENCH_ONLY=scale` runs only the scale section and prints it
+// (BENCHMARKS.md is left alone).
 import { chromium } from "playwright-core";
 import { execFileSync } from "node:child_process";
 import { readFileSync, writeFileSync } from "node:fs";
@@ -11,6 +12,9 @@ import { CHROMIUM_ARGS } from "../js/harness.mjs";
 import { startServer } from "../../www/server.mjs";
 
 const REPS = Number(process.env.BENCH_REPS ?? 5);
+const SCALE_REPS = Number(process.env.BENCH_SCALE_REPS ?? 3);
+const ONLY = process.env.BENCH_ONLY;
+if (ONLY && ONLY !== "scale") throw new Error(`BENCH_ONLY=${ONLY}: only "scale" is supported`);
 const root = fileURLToPath(new URL("../..", import.meta.url));
 const LIBS = ["raw IndexedDB", "Dexie 4", "micro-sync", "micro-sync + outbox"];
 const METRICS = [
@@ -32,7 +36,7 @@ const origin = `http://127.0.0.1:${server.address().port}`;
 const browser = await chromium.launch({ executablePath: "/usr/bin/chromium", args: [...CHROMIUM_ARGS, "--enable-precise-memory-info"] });
 const results = Object.fromEntries(LIBS.map((l) => [l, []]));
 
-for (let rep = 0; rep < REPS; rep++) {
+for (let rep = 0; rep < (ONLY ? 0 : REPS); rep++) {
   for (const lib of LIBS) {
     const context = await browser.newContext();
     const page = await context.newPage();
@@ -63,7 +67,7 @@ const WORST = [
   ["pull50kBlock", "pull of 50,000 rows: longest time the page was blocked", "ms"],
 ];
 const worstRuns = [];
-for (let rep = 0; rep < Math.min(REPS, 3); rep++) {
+for (let rep = 0; rep < (ONLY ? 0 : Math.min(REPS, 3)); rep++) {
   const context = await browser.newContext();
   const page = await context.newPage();
   await page.goto(`${origin}/tests/bench/page.html`);
@@ -72,6 +76,39 @@ for (let rep = 0; rep < Math.min(REPS, 3); rep++) {
   worstRuns.push(out);
   process.stdout.write(`worst cases rep ${rep + 1}: ${JSON.stringify(Object.fromEntries(Object.entries(out).map(([k, v]) => [k, +v.toFixed(1)])))}\n`);
 }
+// Scale: per (library, N) a fresh profile; one page writes N users, then two new pages (same profile,
+// so the database persists) each time from before the import: to the first W3, and to the whole
+// model in memory (then W3 warm and WebAssembly memory in that page).
+const SCALE_LIBS = ["Dexie 4", "micro-sync"];
+const SCALE_NS = [10_000, 100_000];
+const scaleRuns = Object.fromEntries(SCALE_LIBS.flatMap((l) => SCALE_NS.map((n) => [`${l} ${n}`, []])));
+const coldPage = async (context, step, args) => {
+  const page = await context.newPage();
+  await page.goto(`${origin}/tests/bench/page.html`);
+  const out = await page.evaluate(async ([step, ...args]) => {
+    const t0 = performance.now();
+    return (await import("/tests/bench/scale.js"))[step](...args, t0);
+  }, [step, ...args]);
+  await page.close();
+  return out;
+};
+for (let rep = 0; rep < SCALE_REPS; rep++) {
+  for (const n of SCALE_NS) {
+    for (const lib of SCALE_LIBS) {
+      const context = await browser.newContext();
+      const args = [lib, n, `scale-${n}-${rep}`];
+      const page = await context.newPage();
+      await page.goto(`${origin}/tests/bench/page.html`);
+      const populate = await page.evaluate(async (args) => (await import("/tests/bench/scale.js")).populate(...args), args);
+      await page.close();
+      const firstW3 = await coldPage(context, "coldFirstW3", args);
+      const out = { populate, firstW3, ...(await coldPage(context, "coldWhole", args)) };
+      await context.close();
+      scaleRuns[`${lib} ${n}`].push(out);
+      process.stdout.write(`scale rep ${rep + 1}/${SCALE_REPS} ${lib} ${n} rows: ${JSON.stringify(Object.fromEntries(Object.entries(out).map(([k, v]) => [k, v == null ? v : +v.toFixed(2)])))}\n`);
+    }
+  }
+}
 await browser.close();
 server.close();
 
@@ -79,8 +116,34 @@ const median = (xs) => {
   const v = xs.filter((x) => x != null).sort((a, b) => a - b);
   return v.length ? v[Math.floor(v.length / 2)] : null;
 };
-const med = Object.fromEntries(LIBS.map((l) => [l, Object.fromEntries(METRICS.map(([k]) => [k, median(results[l].map((r) => r[k]))]))]));
 const fmt = (v) => (v == null ? "–" : v >= 100 ? v.toFixed(0) : v >= 10 ? v.toFixed(1) : v.toFixed(2));
+const check = (ok) => (ok ? "met" : "missed");
+
+const sc = (lib, n, k) => median(scaleRuns[`${lib} ${n}`].map((r) => r[k]));
+const MB = 2 ** 20;
+let scaleTable = "| rows | rows as JSON (MB) | micro-sync WebAssembly memory (MB, bytes/row, × JSON) | W3 warm (ms) micro-sync / Dexie | cold: first W3 (ms) micro-sync / Dexie | cold: whole model (ms) micro-sync / Dexie |\n|---|---|---|---|---|---|\n";
+for (const n of SCALE_NS) {
+  const json = sc("micro-sync", n, "jsonBytes");
+  const wasm = sc("micro-sync", n, "wasmBytes");
+  const both = (k) => `${fmt(sc("micro-sync", n, k))} / ${fmt(sc("Dexie 4", n, k))}`;
+  scaleTable += `| ${n.toLocaleString("en")} | ${fmt(json / MB)} | ${fmt(wasm / MB)} MB, ${(wasm / n).toFixed(0)} B/row, ${(wasm / json).toFixed(2)}× | ${both("w3Warm")} | ${both("firstW3")} | ${both("whole")} |\n`;
+}
+const [n1, n2] = SCALE_NS;
+const msScale = (n, k) => sc("micro-sync", n, k);
+const scaleTargets = [
+  ["WebAssembly memory at 100,000 rows ≤ 3× the rows' JSON", `${(msScale(n2, "wasmBytes") / msScale(n2, "jsonBytes")).toFixed(2)}×`, msScale(n2, "wasmBytes") <= 3 * msScale(n2, "jsonBytes")],
+  ["W3 at 100,000 rows ≤ 5 ms warm", `${fmt(msScale(n2, "w3Warm"))} ms`, msScale(n2, "w3Warm") <= 5],
+  ["W3 at 100,000 rows ≤ 12× the 10,000-row time", `${(msScale(n2, "w3Warm") / msScale(n1, "w3Warm")).toFixed(1)}×`, msScale(n2, "w3Warm") <= 12 * msScale(n1, "w3Warm")],
+  ["cold start at 100,000 rows: first W3 ≤ 200 ms", `${fmt(msScale(n2, "firstW3"))} ms`, msScale(n2, "firstW3") <= 200],
+  ["cold start at 100,000 rows: whole model ≤ 800 ms", `${fmt(msScale(n2, "whole"))} ms`, msScale(n2, "whole") <= 800],
+];
+const tableOf = (rows) => `| target | measured | |\n|---|---|---|\n${rows.map(([t, m, ok]) => `| ${t} | ${m} | ${check(ok)} |\n`).join("")}`;
+if (ONLY) {
+  console.log(`\n${scaleTable}\n${tableOf(scaleTargets)}\n(BENCH_ONLY=scale: BENCHMARKS.md not written)`);
+  process.exit(0);
+}
+
+const med = Object.fromEntries(LIBS.map((l) => [l, Object.fromEntries(METRICS.map(([k]) => [k, median(results[l].map((r) => r[k]))]))]));
 const ratio = (lib, k) => {
   const r = med["raw IndexedDB"][k];
   const v = med[lib][k];
@@ -95,7 +158,6 @@ const ms = med["micro-sync"];
 const mso = med["micro-sync + outbox"];
 const dx = med["Dexie 4"];
 const rw = med["raw IndexedDB"];
-const check = (ok) => (ok ? "met" : "missed");
 const targets = [
   ["W3 ≥ 20× faster than Dexie", `${(dx.W3 / ms.W3).toFixed(1)}×`, dx.W3 / ms.W3 >= 20],
   ["W1 ops/s ≥ Dexie (local / with outbox)", `${fmt(ms.W1)} / ${fmt(mso.W1)} vs ${fmt(dx.W1)}`, ms.W1 >= dx.W1 && mso.W1 >= dx.W1],
@@ -105,14 +167,14 @@ const targets = [
   ["W7 ≥ 2× faster than Dexie", `${(dx.W7 / ms.W7).toFixed(1)}×`, dx.W7 / ms.W7 >= 2],
   ["W8 no slower than Dexie", `${fmt(ms.W8)} vs ${fmt(dx.W8)} ms`, ms.W8 <= dx.W8],
   ["package (wasm + js) ≤ 120 KB gzip", `${(pkgGzip / 1024).toFixed(1)} KB`, pkgGzip <= 120 * 1024],
+  ...scaleTargets,
 ];
 
 let table = `| workload | unit | ${LIBS.join(" | ")} |\n|---|---|${LIBS.map(() => "---").join("|")}|\n`;
 for (const [k, label, unit] of METRICS) {
   table += `| ${k}: ${label} | ${unit} | ${LIBS.map((l) => fmt(med[l][k]) + (k.startsWith("W") ? ratio(l, k) : "")).join(" | ")} |\n`;
 }
-let targetTable = "| target | measured | |\n|---|---|---|\n";
-for (const [t, m, ok] of targets) targetTable += `| ${t} | ${m} | ${check(ok)} |\n`;
+const targetTable = tableOf(targets);
 
 let worstTable = "| case | unit | micro-sync |\n|---|---|---|\n";
 for (const [k, label, unit] of WORST) worstTable += `| ${label} | ${unit} | ${fmt(median(worstRuns.map((r) => r[k])))} |\n`;
@@ -120,6 +182,30 @@ for (const [k, label, unit] of WORST) worstTable += `| ${label} | ${unit} | ${fm
 const chromiumVersion = execFileSync("/usr/bin/chromium", ["--version"], { encoding: "utf8" }).trim();
 const dexieVersion = JSON.parse(readFileSync(`${root}/tests/node_modules/dexie/package.json`, "utf8")).version;
 const msVersion = JSON.parse(readFileSync(`${root}/pkg/package.json`, "utf8")).version;
+// Package size per build: the rows of the previous BENCHMARKS.md are kept, and this build's row
+// (by commit) is added or replaced, so the table shows how the size moved from build to build.
+const SIZE_HEAD = "| build | date | micro_sync_bg.wasm | micro_sync.js | index.js | total (KB gzip -9) |\n|---|---|---|---|---|---|\n";
+const commit = (() => {
+  try {
+    const head = execFileSync("git", ["rev-parse", "--short", "HEAD"], { cwd: root, encoding: "utf8" }).trim();
+    const dirty = execFileSync("git", ["status", "--porcelain", "src", "Cargo.toml", "pkg-template"], { cwd: root, encoding: "utf8" }).trim();
+    return dirty ? `${head}+changes` : head;
+  } catch {
+    return "unknown";
+  }
+})();
+const previous = (() => {
+  try {
+    const old = readFileSync(`${root}/BENCHMARKS.md`, "utf8");
+    const section = old.split("## Package size by build")[1] ?? "";
+    return section.split("\n").filter((l) => /^\| [^-b|]/.test(l) && !l.startsWith("| build"));
+  } catch {
+    return [];
+  }
+})();
+const sizeRow = `| ${commit} | ${new Date().toISOString().slice(0, 10)} | ${pkgFiles.map((f) => (gz(f) / 1024).toFixed(1)).join(" | ")} | ${(pkgGzip / 1024).toFixed(1)} |`;
+const sizeTable = SIZE_HEAD + [...previous.filter((l) => !l.startsWith(`| ${commit} |`)), sizeRow].join("\n") + "\n";
+
 const doc = `# Benchmarks
 
 Generated by \`make bench\` on ${new Date().toISOString().slice(0, 10)}: headless ${chromiumVersion}, ${cpus().length} × ${cpus()[0]?.model ?? "CPU"},
@@ -142,6 +228,19 @@ ${targetTable}
 Inputs chosen to be slow (SPEC 9: nothing an app or a backend sends may block the page for long);
 medians of ${worstRuns.length} runs, answers checked.
 
-${worstTable}`;
+${worstTable}
+## Scale
+
+${SCALE_NS.map((n) => n.toLocaleString("en")).join(" and ")} users as above, each library and N in a fresh profile: one page writes them (micro-sync: \`insert\` of
+10,000 rows at a time; Dexie: bulkAdd) and closes; new pages are timed from before the library's import to the first W3
+answer, and to every row in memory (micro-sync: \`count()\` without \`where\`; Dexie: \`toArray()\`), then W3 warm (5 runs, then
+the mean of 50) and \`memoryUsage().wasmBytes\` in that page; medians of ${SCALE_REPS} runs, answers checked.
+
+${scaleTable}
+## Package size by build
+
+Release builds (\`make build\`), gzip level 9; one row per build this file was generated for (older rows kept).
+
+${sizeTable}`;
 writeFileSync(`${root}/BENCHMARKS.md`, doc);
-console.log(`\n${table}\n${targetTable}\n${worstTable}\nwrote BENCHMARKS.md`);
+console.log(`\n${table}\n${targetTable}\n${worstTable}\n${scaleTable}\nwrote BENCHMARKS.md`);

@@ -1,6 +1,7 @@
 //! The sync half of the database: pushing the outbox, pulling from the backend, and the outbox
 //! operations apps call by hand.
 
+use super::Out;
 use super::{Db, Remote, Storage, Validator};
 use crate::core::db::PushOutcome;
 use crate::core::limits::{too_deep_path, MAX_DEPTH};
@@ -9,7 +10,6 @@ use crate::core::queue::Turn;
 use crate::core::replica::pull_issue;
 use crate::core::scheduler::{Command, Event};
 use crate::core::value::Obj;
-use super::Out;
 use crate::error::{Error, Issue, Result};
 use serde_json::Value;
 use std::collections::HashSet;

@@ -28,14 +28,14 @@ pub use super::ports::{
 };
 use super::query::{Filter, Op, Select};
 use super::queue::{Turn, WriteQueue};
+pub use super::relations::Out;
 use super::replica::{Replica, Returning};
 use super::retry::Backoff;
+use super::row::{Name, Val};
 use super::scheduler::{Command, Event};
 use super::schema::{ModelDef, RelationDef, Schema};
 use super::status::{StatusBoard, SyncStatus};
 use super::value::{Key, Row};
-pub use super::relations::Out;
-use super::row::{Name, Val};
 use crate::error::{Error, Result};
 use futures::lock::Mutex;
 use serde_json::Value;

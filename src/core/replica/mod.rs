@@ -18,11 +18,11 @@ use crate::core::limits::{too_deep_path, MAX_DEPTH};
 use crate::core::outbox::OutboxEntry;
 use crate::core::query::{parse_fields, parse_relations, run, Filter, Op, Select};
 use crate::core::relations::Out;
-use crate::core::row::Name;
-use crate::core::value::parse_iso_date;
 use crate::core::relations::{materialize, Tables};
+use crate::core::row::Name;
 use crate::core::schema::{ModelDef, Schema};
 use crate::core::table::Table;
+use crate::core::value::parse_iso_date;
 use crate::core::value::{Key, Obj, Row};
 use crate::error::{Error, Issue, Result};
 use serde_json::Value;
@@ -165,7 +165,9 @@ impl Replica {
             if f == &def.primary_key {
                 return Ok(Some((f.to_string(), keys)));
             }
-            if def.indexes.iter().any(|i| f == i) && best.as_ref().is_none_or(|(_, b)| keys.len() < b.len()) {
+            if def.indexes.iter().any(|i| f == i)
+                && best.as_ref().is_none_or(|(_, b)| keys.len() < b.len())
+            {
                 best = Some((f.to_string(), keys));
             }
         }
@@ -329,11 +331,7 @@ fn op_keys(op: &Op) -> Option<Vec<Key>> {
 /// index alone can find every row they match: each operand can be a key, and the index holds no
 /// values of another kind that the operator would still compare with (numbers and ISO date
 /// strings compare as instants).
-fn index_bounds(
-    table: &Table,
-    field: &str,
-    ops: &[&Op],
-) -> Option<(Bound<Key>, Bound<Key>)> {
+fn index_bounds(table: &Table, field: &str, ops: &[&Op]) -> Option<(Bound<Key>, Bound<Key>)> {
     let (has_nums, has_strs) = table.index_kinds(field)?;
     let (mut lo, mut hi) = (Bound::Unbounded, Bound::Unbounded);
     for op in ops {
@@ -399,7 +397,8 @@ fn matching_in<'t>(def: &ModelDef, table: &'t Table, filter: &Filter) -> Vec<&'t
     let conjuncts = filter.conjuncts();
     // (candidates, whether they are already in primary-key order)
     let mut best: Option<(Vec<(&'t Key, &'t Row)>, bool)> = None;
-    let cap = |best: &Option<(Vec<(&Key, &Row)>, bool)>| best.as_ref().map_or(usize::MAX, |b| b.0.len());
+    let cap =
+        |best: &Option<(Vec<(&Key, &Row)>, bool)>| best.as_ref().map_or(usize::MAX, |b| b.0.len());
     let mut ranged: Vec<(&str, Vec<&Op>)> = Vec::new();
     for c in &conjuncts {
         let Filter::Field(f, op) = c else { continue };

@@ -148,19 +148,34 @@ const DECODE_CHUNK: usize = 2_000;
 /// The common case is one `JSON.stringify` per [`DECODE_CHUNK`] records, decoded straight into
 /// `T` (for rows: their compact form, with no JSON tree in between).
 fn decode<T: DeserializeOwned>(records: Vec<JsValue>, store: &str, key_field: &str) -> Loaded<T> {
-    let mut out = Loaded::all(Vec::with_capacity(records.len()));
-    for chunk in records.chunks(DECODE_CHUNK) {
-        let array: js_sys::Array = chunk.iter().collect();
-        if let Ok(text) = js_sys::JSON::stringify(&array) {
+    decode_array(&records.into_iter().collect(), store, key_field)
+}
+
+/// [`decode`] for records still in the JS array IndexedDB returned: chunks are sliced and
+/// stringified on the JS side, so no record crosses into WebAssembly on its own.
+fn decode_array<T: DeserializeOwned>(
+    records: &js_sys::Array,
+    store: &str,
+    key_field: &str,
+) -> Loaded<T> {
+    let n = records.length();
+    let mut out = Loaded::all(Vec::with_capacity(n as usize));
+    let mut start = 0;
+    while start < n {
+        let end = (start + DECODE_CHUNK as u32).min(n);
+        let chunk = records.slice(start, end);
+        start = end;
+        if let Ok(text) = js_sys::JSON::stringify(&chunk) {
             if let Ok(items) = serde_json::from_str::<Vec<T>>(&String::from(text)) {
-                if items.len() == chunk.len() {
+                if items.len() == chunk.length() as usize {
                     out.items.extend(items);
                     continue;
                 }
             }
         }
         // Something in this chunk cannot be read: find what, record by record.
-        for record in chunk {
+        for record in chunk.iter() {
+            let record = &record;
             match stringify_one(record)
                 .and_then(|t| serde_json::from_str::<T>(&t).map_err(|e| e.to_string()))
             {
@@ -313,19 +328,23 @@ impl IdbStorage {
         Ok(())
     }
 
-    /// Every record of one store.
-    async fn read_all(&self, store_name: &str) -> Result<Vec<JsValue>> {
+    /// Every record of one store, as the JS array IndexedDB returns (through `web_sys`:
+    /// `indexed_db_futures` hands records over one by one, which costs more than reading them
+    /// for a large store).
+    async fn read_all(&self, store_name: &str) -> Result<js_sys::Array> {
         let db = self.db().await?;
-        let tx = db.db.transaction(store_name).build().map_err(idb_err)?;
-        let store = tx.object_store(store_name).map_err(idb_err)?;
-        store
-            .get_all()
-            .primitive()
-            .map_err(idb_err)?
-            .await
-            .map_err(idb_err)?
-            .collect::<std::result::Result<_, _>>()
-            .map_err(idb_err)
+        let tx = db.writer.transaction_with_str(store_name).map_err(js_err)?;
+        let req = tx
+            .object_store(store_name)
+            .and_then(|s| s.get_all())
+            .map_err(js_err)?;
+        match raw::request(&req).await {
+            Some(v) => v.dyn_into().map_err(js_err),
+            None => Err(req.error().ok().flatten().map_or_else(
+                || Error::storage("reading the store failed"),
+                |e| js_err(e.into()),
+            )),
+        }
     }
 }
 
@@ -410,11 +429,7 @@ impl IdbStorage {
     ) -> Result<web_sys::IdbRequest> {
         let log = tx.object_store(CHANGES_STORE).map_err(js_err)?;
         let log_req = log.add(record).map_err(js_err)?;
-        let rows: Vec<&Row> = batch
-            .rows
-            .iter()
-            .filter_map(|op| op.row())
-            .collect();
+        let rows: Vec<&Row> = batch.rows.iter().filter_map(|op| op.row()).collect();
         let rows: js_sys::Array = to_js(&rows)?.unchecked_into();
         let mut next_row = 0;
         for op in &batch.rows {
@@ -491,7 +506,7 @@ impl Storage for IdbStorage {
 
     async fn load(&self, model: &ModelDef) -> Result<Loaded<Row>> {
         let records = self.read_all(&model.name).await?;
-        Ok(decode(records, &model.name, &model.primary_key))
+        Ok(decode_array(&records, &model.name, &model.primary_key))
     }
 
     /// One read-only transaction; a `getAll` per key on the object store (primary key) or on the
@@ -504,34 +519,37 @@ impl Storage for IdbStorage {
     ) -> Result<Loaded<Row>> {
         let db = self.db().await?;
         let tx = db
-            .db
-            .transaction(model.name.as_str())
-            .build()
-            .map_err(idb_err)?;
-        let store = tx.object_store(&model.name).map_err(idb_err)?;
+            .writer
+            .transaction_with_str(&model.name)
+            .map_err(js_err)?;
+        let store = tx.object_store(&model.name).map_err(js_err)?;
         let index = if field == model.primary_key {
             None
         } else {
-            Some(store.index(field).map_err(idb_err)?)
+            Some(store.index(field).map_err(js_err)?)
         };
         let mut requests = Vec::with_capacity(keys.len());
         for k in keys {
             let req = match &index {
-                None => store
-                    .get_all()
-                    .with_query::<JsValue, _>(key_js(k))
-                    .primitive(),
-                Some(ix) => ix.get_all().with_query::<JsValue, _>(key_js(k)).primitive(),
+                None => store.get_all_with_key(&key_js(k)),
+                Some(ix) => ix.get_all_with_key(&key_js(k)),
             };
-            requests.push(req.map_err(idb_err)?);
+            requests.push(req.map_err(js_err)?);
         }
-        let mut found = Vec::new();
+        let mut out = Loaded::all(Vec::new());
         for req in requests {
-            for v in req.await.map_err(idb_err)? {
-                found.push(v.map_err(idb_err)?);
-            }
+            let Some(found) = raw::request(&req).await else {
+                return Err(req.error().ok().flatten().map_or_else(
+                    || Error::storage("reading the store failed"),
+                    |e| js_err(e.into()),
+                ));
+            };
+            let found: Loaded<Row> =
+                decode_array(&found.unchecked_into(), &model.name, &model.primary_key);
+            out.items.extend(found.items);
+            out.unreadable.extend(found.unreadable);
         }
-        Ok(decode(found, &model.name, &model.primary_key))
+        Ok(out)
     }
 
     /// The outbox and the latest commit number, in one read-only transaction.

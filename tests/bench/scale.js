@@ -1,0 +1,86 @@
+// Scale section of `make bench`, run in the page: a persisted database of N users, then cold pages
+// (same browser context) that open it. Each step is its own export because each runs in its own
+// page; the libraries are imported inside `open`, so a cold step's `t0` comes before the import.
+import { LIBRARIES, makeUsers, W3, w3Reference } from "./workloads.js";
+
+const CHUNK = 10_000; // rows per micro-sync `insert` call
+
+// micro-sync with the model definition of `microSync(false)` in workloads.js, plus `count`.
+const microSync = {
+  async open(name) {
+    const ms = await import("micro-sync");
+    const users = ms.defineModel("users", { primaryKey: "id", indexes: ["status", "name"] });
+    const posts = ms.defineModel("posts", { primaryKey: "id", indexes: ["userId"] });
+    users.relations = { posts: ms.hasMany(posts, "id", "userId") };
+    const db = ms.createSyncOrm({ storage: ms.createIndexedDbStorage({ name }), models: { users, posts } });
+    const u = db.model("users");
+    return {
+      async insertMany(rows) {
+        for (let i = 0; i < rows.length; i += CHUNK) await u.insert({ values: rows.slice(i, i + CHUNK) });
+      },
+      async w3() {
+        const rows = await u.select({
+          where: { status: W3.status, age: { gte: W3.minAge, lt: W3.maxAge } },
+          orderBy: [{ field: "name" }],
+          limit: W3.limit,
+          fields: ["id"],
+        });
+        return rows.map((r) => r.id);
+      },
+      // A count without `where` loads the whole model into memory.
+      whole: () => u.count(),
+      memory: () => ms.memoryUsage().wasmBytes,
+      close: () => db.close(),
+    };
+  },
+};
+
+// Dexie: the library of workloads.js (same schema, bulkAdd, same W3); the whole model is toArray.
+const dexie = {
+  async open(name) {
+    const db = await LIBRARIES["Dexie 4"].open(name);
+    return { insertMany: (rows) => db.insertMany("users", rows), w3: db.w3, whole: async () => (await db.all()).length, close: db.close };
+  },
+};
+
+const LIBS = { "Dexie 4": dexie, "micro-sync": microSync };
+const same = (a, b) => JSON.stringify(a) === JSON.stringify(b);
+
+/** Writes a fresh database of `n` users and closes it; returns the time it took (ms). */
+export async function populate(libName, n, name) {
+  const users = makeUsers(n);
+  const t = performance.now();
+  const db = await LIBS[libName].open(name);
+  await db.insertMany(users);
+  await db.close();
+  return performance.now() - t;
+}
+
+/** Cold page: from `t0` (before this module and the library were imported) to the first W3 answer. */
+export async function coldFirstW3(libName, n, name, t0) {
+  const db = await LIBS[libName].open(name);
+  const ids = await db.w3();
+  const ms = performance.now() - t0;
+  await db.close();
+  if (!same(ids, w3Reference(makeUsers(n)))) throw new Error(`${libName} first W3 at ${n} rows is wrong`);
+  return ms;
+}
+
+/** Cold page: from `t0` to every row in memory; then W3 warm (ms/query) and WebAssembly memory. */
+export async function coldWhole(libName, n, name, t0) {
+  const db = await LIBS[libName].open(name);
+  const count = await db.whole();
+  const whole = performance.now() - t0;
+  if (count !== n) throw new Error(`${libName} whole model at ${n} rows: ${count} rows`);
+  const first = await db.w3();
+  for (let i = 0; i < 4; i++) await db.w3();
+  const t = performance.now();
+  for (let i = 0; i < 50; i++) await db.w3();
+  const w3Warm = (performance.now() - t) / 50;
+  const wasmBytes = db.memory ? db.memory() : null;
+  await db.close();
+  // The reference data is built only now, so its garbage does not land in the timed runs.
+  const users = makeUsers(n);
+  if (!same(first, w3Reference(users))) throw new Error(`${libName} warm W3 at ${n} rows is wrong`);
+  return { whole, w3Warm, wasmBytes, jsonBytes: JSON.stringify(users).length };
+}
