@@ -5,32 +5,18 @@ import { LIBRARIES, makeUsers, W3, w3Reference } from "./workloads.js";
 
 const CHUNK = 10_000; // rows per micro-sync `insert` call
 
-// micro-sync with the model definition of `microSync(false)` in workloads.js, plus `count`.
+// micro-sync: the library of workloads.js (same models and W3), inserting CHUNK rows per call.
 const microSync = {
   async open(name) {
-    const ms = await import("micro-sync");
-    const users = ms.defineModel("users", { primaryKey: "id", indexes: ["status", "name"] });
-    const posts = ms.defineModel("posts", { primaryKey: "id", indexes: ["userId"] });
-    users.relations = { posts: ms.hasMany(posts, "id", "userId") };
-    const db = ms.createSyncOrm({ storage: ms.createIndexedDbStorage({ name }), models: { users, posts } });
-    const u = db.model("users");
+    const db = await LIBRARIES["micro-sync"].open(name);
     return {
       async insertMany(rows) {
-        for (let i = 0; i < rows.length; i += CHUNK) await u.insert({ values: rows.slice(i, i + CHUNK) });
+        for (let i = 0; i < rows.length; i += CHUNK) await db.insertMany("users", rows.slice(i, i + CHUNK));
       },
-      async w3() {
-        const rows = await u.select({
-          where: { status: W3.status, age: { gte: W3.minAge, lt: W3.maxAge } },
-          orderBy: [{ field: "name" }],
-          limit: W3.limit,
-          fields: ["id"],
-        });
-        return rows.map((r) => r.id);
-      },
-      // A count without `where` loads the whole model into memory.
-      whole: () => u.count(),
-      memory: () => ms.memoryUsage().wasmBytes,
-      close: () => db.close(),
+      w3: db.w3,
+      whole: db.count,
+      memory: db.memory,
+      close: db.close,
     };
   },
 };

@@ -170,6 +170,8 @@ function microSync(withSync) {
           return rows.map((r) => r.id);
         },
         all: () => u.select(),
+        // A count without `where` loads the whole model into memory (the scale section's cold load).
+        count: () => u.count(),
         update: (id, patch) => u.update({ where: { id }, values: patch }),
         remove: (id) => u.delete({ where: { id } }),
         w7: () => u.select({ orderBy: [{ field: "id" }], limit: 100, relations: { posts: true } }),
