@@ -2,7 +2,7 @@
 //! declared index field. Rows are shared (a [`Row`] clone is a reference count), so the table,
 //! its indexes, query results and write plans hold one copy of each row.
 
-use super::row::Name;
+use super::row::{Name, ValRef};
 use super::value::{Key, Row};
 use std::collections::BTreeMap;
 use std::ops::Bound;
@@ -20,14 +20,50 @@ pub struct Table {
 struct Index {
     field: Name,
     entries: BTreeMap<(Key, Key), Row>,
+    /// Rows whose field is `null` or missing (not in `entries`).
+    absent: usize,
+    /// Rows whose field is a boolean, an array or an object (not in `entries`).
+    others: usize,
+}
+
+/// Where a row stands with respect to an index.
+enum Slot {
+    Entry(Key),
+    Absent,
+    Other,
 }
 
 /// The smallest key there is (every number sorts before every string).
 const MIN: Key = Key::Num(f64::NEG_INFINITY);
 
 impl Index {
-    fn value(&self, row: &Row) -> Option<Key> {
-        let v = Key::from_ref(row.get(&self.field)?)?;
+    fn new(field: &str) -> Index {
+        Index {
+            field: Name::new(field),
+            entries: BTreeMap::new(),
+            absent: 0,
+            others: 0,
+        }
+    }
+
+    fn slot(&self, row: &Row) -> Slot {
+        match row.get(&self.field) {
+            None | Some(ValRef::Null) => Slot::Absent,
+            Some(v) => self.value_of(v).map_or(Slot::Other, Slot::Entry),
+        }
+    }
+
+    fn count(&mut self, slot: &Slot, delta: isize) {
+        let n = match slot {
+            Slot::Entry(_) => return,
+            Slot::Absent => &mut self.absent,
+            Slot::Other => &mut self.others,
+        };
+        *n = n.saturating_add_signed(delta);
+    }
+
+    fn value_of(&self, v: ValRef<'_>) -> Option<Key> {
+        let v = Key::from_ref(v)?;
         // Share the text of a value other rows already hold (few distinct values, many rows).
         if let Key::Str(_) = v {
             if let Some(((same, _), _)) = self
@@ -48,13 +84,7 @@ impl Table {
     pub fn with_indexes(fields: &[String]) -> Self {
         Table {
             rows: BTreeMap::new(),
-            indexes: fields
-                .iter()
-                .map(|f| Index {
-                    field: Name::new(f),
-                    entries: BTreeMap::new(),
-                })
-                .collect(),
+            indexes: fields.iter().map(|f| Index::new(f)).collect(),
         }
     }
 
@@ -67,8 +97,12 @@ impl Table {
         for ix in &mut t.indexes {
             let mut entries: Vec<((Key, Key), Row)> = Vec::with_capacity(t.rows.len());
             for (k, row) in &t.rows {
-                if let Some(v) = Key::from_ref_opt(row.get(&ix.field)) {
-                    entries.push(((v, k.clone()), row.clone()));
+                match row.get(&ix.field) {
+                    None | Some(ValRef::Null) => ix.absent += 1,
+                    Some(v) => match Key::from_ref(v) {
+                        Some(v) => entries.push(((v, k.clone()), row.clone())),
+                        None => ix.others += 1,
+                    },
                 }
             }
             entries.sort_by(|a, b| a.0.cmp(&b.0));
@@ -94,10 +128,16 @@ impl Table {
     pub fn put(&mut self, key: Key, row: Row) {
         let old = self.rows.insert(key.clone(), row.clone());
         for ix in &mut self.indexes {
-            if let Some(old_v) = old.as_ref().and_then(|o| ix.value(o)) {
-                ix.entries.remove(&(old_v, key.clone()));
+            if let Some(o) = &old {
+                let slot = ix.slot(o);
+                ix.count(&slot, -1);
+                if let Slot::Entry(v) = slot {
+                    ix.entries.remove(&(v, key.clone()));
+                }
             }
-            if let Some(v) = ix.value(&row) {
+            let slot = ix.slot(&row);
+            ix.count(&slot, 1);
+            if let Slot::Entry(v) = slot {
                 ix.entries.insert((v, key.clone()), row.clone());
             }
         }
@@ -106,7 +146,9 @@ impl Table {
     pub fn remove(&mut self, key: &Key) -> Option<Row> {
         let row = self.rows.remove(key)?;
         for ix in &mut self.indexes {
-            if let Some(v) = Key::from_ref_opt(row.get(&ix.field)) {
+            let slot = ix.slot(&row);
+            ix.count(&slot, -1);
+            if let Slot::Entry(v) = slot {
                 ix.entries.remove(&(v, key.clone()));
             }
         }
@@ -193,6 +235,28 @@ impl Table {
         Some(out)
     }
 
+    /// `field`'s index entries in key order (reversed for `descending`), and how many rows it
+    /// leaves out: `(entries, null or missing, booleans / arrays / objects)`.
+    #[allow(clippy::type_complexity)]
+    pub fn index_walk(
+        &self,
+        field: &str,
+        descending: bool,
+    ) -> Option<(
+        Box<dyn Iterator<Item = (&Key, &Key, &Row)> + '_>,
+        usize,
+        usize,
+    )> {
+        let ix = self.indexes.iter().find(|ix| ix.field == *field)?;
+        let it = ix.entries.iter().map(|((v, k), r)| (v, k, r));
+        let it: Box<dyn Iterator<Item = (&Key, &Key, &Row)>> = if descending {
+            Box::new(it.rev())
+        } else {
+            Box::new(it)
+        };
+        Some((it, ix.absent, ix.others))
+    }
+
     /// The kinds of value `field`'s index holds: (any numbers, any strings).
     pub fn index_kinds(&self, field: &str) -> Option<(bool, bool)> {
         let ix = self.indexes.iter().find(|ix| ix.field == *field)?;
@@ -200,14 +264,8 @@ impl Table {
         let last = ix.entries.keys().next_back().map(|(v, _)| v);
         Some((
             matches!(first, Some(Key::Num(_))),
-            matches!(last, Some(Key::Str(_))),
+            last.is_some_and(|k| k.as_str().is_some()),
         ))
-    }
-}
-
-impl Key {
-    fn from_ref_opt(v: Option<super::row::ValRef<'_>>) -> Option<Key> {
-        v.and_then(Key::from_ref)
     }
 }
 
@@ -231,8 +289,8 @@ mod tests {
         t.put(k(1.0), row(json!({"id": 1, "s": "a"})));
         t.put(k(2.0), row(json!({"id": 2, "s": "b"})));
         t.put(k(3.0), row(json!({"id": 3, "s": "a"})));
-        let a = Key::Str("a".into());
-        let b = Key::Str("b".into());
+        let a = Key::text("a");
+        let b = Key::text("b");
         let all = usize::MAX;
         assert_eq!(
             pks(t.lookup("s", std::slice::from_ref(&a), all)),

@@ -15,18 +15,46 @@ use std::hash::{Hash, Hasher};
 use std::rc::Rc;
 
 /// A primary-key (or join-key, or index) value: a string or a finite number. Ordered like
-/// IndexedDB keys: every number sorts before every string. Cloning a string key shares it.
+/// IndexedDB keys: every number sorts before every string. A string of up to [`SHORT`] bytes (most
+/// ids and indexed values) is held inline, without an allocation; a longer one is shared when
+/// the key is cloned. Build string keys with [`Key::text`]: one string has one representation.
 #[derive(Clone, Debug)]
 pub enum Key {
     Num(f64),
+    Short(u8, [u8; SHORT]),
     Str(Rc<str>),
 }
 
+/// Longest string a [`Key`] holds inline (the key stays 16 bytes on wasm32).
+pub const SHORT: usize = 14;
+
+#[cfg(target_arch = "wasm32")]
+const _: () = assert!(std::mem::size_of::<Key>() == 16);
+
 impl Key {
+    pub fn text(s: &str) -> Key {
+        if s.len() <= SHORT {
+            let mut bytes = [0u8; SHORT];
+            bytes[..s.len()].copy_from_slice(s.as_bytes());
+            Key::Short(s.len() as u8, bytes)
+        } else {
+            Key::Str(Rc::from(s))
+        }
+    }
+
+    /// The string, for a string key.
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Key::Num(_) => None,
+            Key::Short(len, bytes) => std::str::from_utf8(&bytes[..usize::from(*len)]).ok(),
+            Key::Str(s) => Some(s),
+        }
+    }
+
     /// The key held by a JSON value, if it can be one.
     pub fn from_value(v: &Value) -> Option<Key> {
         match v {
-            Value::String(s) => Some(Key::Str(Rc::from(s.as_str()))),
+            Value::String(s) => Some(Key::text(s)),
             Value::Number(n) => n.as_f64().and_then(Key::num),
             _ => None,
         }
@@ -35,7 +63,7 @@ impl Key {
     /// The key held by a row's value, if it can be one.
     pub fn from_ref(v: ValRef<'_>) -> Option<Key> {
         match v {
-            ValRef::Str(s) => Some(Key::Str(Rc::from(s))),
+            ValRef::Str(s) => Some(Key::text(s)),
             ValRef::Num(f) => Key::num(f),
             _ => None,
         }
@@ -47,17 +75,17 @@ impl Key {
     }
 
     pub fn to_value(&self) -> Value {
-        match self {
-            Key::Str(s) => Value::String(s.to_string()),
-            Key::Num(f) => num_value(*f),
+        match (self, self.as_str()) {
+            (Key::Num(f), _) => num_value(*f),
+            (_, s) => Value::String(s.unwrap_or_default().to_string()),
         }
     }
 
     /// Whether a row's value is this key.
     pub fn is(&self, v: ValRef<'_>) -> bool {
         match (self, v) {
-            (Key::Str(a), ValRef::Str(b)) => **a == *b,
             (Key::Num(a), ValRef::Num(b)) => *a == b,
+            (_, ValRef::Str(b)) => self.as_str() == Some(b),
             _ => false,
         }
     }
@@ -78,9 +106,9 @@ impl Ord for Key {
     fn cmp(&self, other: &Self) -> Ordering {
         match (self, other) {
             (Key::Num(a), Key::Num(b)) => a.total_cmp(b),
-            (Key::Num(_), Key::Str(_)) => Ordering::Less,
-            (Key::Str(_), Key::Num(_)) => Ordering::Greater,
-            (Key::Str(a), Key::Str(b)) => a.cmp(b),
+            (Key::Num(_), _) => Ordering::Less,
+            (_, Key::Num(_)) => Ordering::Greater,
+            _ => self.as_str().cmp(&other.as_str()),
         }
     }
 }
@@ -91,18 +119,18 @@ impl Hash for Key {
                 0u8.hash(state);
                 f.to_bits().hash(state);
             }
-            Key::Str(s) => {
+            _ => {
                 1u8.hash(state);
-                s.hash(state);
+                self.as_str().hash(state);
             }
         }
     }
 }
 impl fmt::Display for Key {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Key::Str(s) => write!(f, "\"{s}\""),
-            Key::Num(n) => write!(f, "{n}"),
+        match (self, self.as_str()) {
+            (Key::Num(n), _) => write!(f, "{n}"),
+            (_, s) => write!(f, "\"{}\"", s.unwrap_or_default()),
         }
     }
 }
@@ -269,9 +297,9 @@ mod tests {
     #[test]
     fn keys_order_like_indexeddb() {
         let mut keys = vec![
-            Key::Str("b".into()),
+            Key::text("b"),
             Key::Num(2.0),
-            Key::Str("a".into()),
+            Key::text("a"),
             Key::Num(-1.0),
         ];
         keys.sort();
@@ -280,11 +308,26 @@ mod tests {
             vec![
                 Key::Num(-1.0),
                 Key::Num(2.0),
-                Key::Str("a".into()),
-                Key::Str("b".into())
+                Key::text("a"),
+                Key::text("b")
             ]
         );
         assert_eq!(Key::from_value(&json!(-0.0)), Some(Key::Num(0.0)));
+        // Inline and shared strings order, compare and hash as strings.
+        let long = "a string longer than fourteen bytes";
+        let mut mixed = [
+            Key::text(long),
+            Key::text("b"),
+            Key::text("a"),
+            Key::text(""),
+        ];
+        mixed.sort();
+        let texts: Vec<&str> = mixed.iter().map(|k| k.as_str().unwrap()).collect();
+        assert_eq!(texts, ["", "a", long, "b"]);
+        assert!(matches!(Key::text(long), Key::Str(_)));
+        assert!(Key::text("exactly 14 b..").is(ValRef::Str("exactly 14 b..")));
+        let set: std::collections::HashSet<Key> = [Key::text(long), Key::text(long)].into();
+        assert_eq!(set.len(), 1);
         assert_eq!(Key::from_value(&json!(true)), None);
         assert_eq!(Key::Num(3.0).to_value(), json!(3));
     }

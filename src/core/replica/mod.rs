@@ -126,7 +126,7 @@ impl Replica {
 
     pub fn load(&mut self, model: &str, rows: Vec<Row>) -> Result<()> {
         let def = self.schema.model(model)?;
-        let table = table_of(def, rows)?;
+        let table = table_of(def, &def.indexes, rows)?;
         self.tables.insert(model.to_string(), table);
         Ok(())
     }
@@ -180,13 +180,23 @@ impl Replica {
     pub fn select_from(&self, sel: &Select, rows: Vec<Row>) -> Result<Vec<Out>> {
         debug_assert!(sel.relations.is_empty());
         let def = self.schema.model(&sel.model)?;
-        let table = table_of(def, rows)?;
+        // A one-off table: every row was read for this query, so no index is worth building.
+        let table = table_of(def, &[], rows)?;
         self.page(&Tables::new(), sel, matching_in(def, &table, &sel.filter))
     }
 
     pub fn select(&self, sel: &Select) -> Result<Vec<Out>> {
-        let candidates = self.matching(&sel.model, &sel.filter)?;
-        self.page(&self.tables, sel, candidates)
+        let def = self.schema.model(&sel.model)?;
+        let table = self.table(&sel.model)?;
+        let picked = candidates(def, table, &sel.filter);
+        let budget = picked
+            .as_ref()
+            .map_or(table.len(), |(c, _)| c.len().saturating_mul(2));
+        if let Some(page) = walk_order(table, sel, budget) {
+            return materialize(&self.tables, &self.primary_keys(), sel, &page);
+        }
+        let matching = filter_candidates(table, picked, &sel.filter);
+        self.page(&self.tables, sel, matching)
     }
 
     /// Orders and pages the matching rows, then projects them and attaches relations.
@@ -308,14 +318,14 @@ fn into_row(def: &ModelDef, i: usize, v: Value) -> Result<Row> {
     }
 }
 
-/// A table of `def`'s rows, with its declared indexes.
-fn table_of(def: &ModelDef, rows: Vec<Row>) -> Result<Table> {
+/// A table of `def`'s rows, with these indexes.
+fn table_of(def: &ModelDef, indexes: &[String], rows: Vec<Row>) -> Result<Table> {
     let pk = Name::new(&def.primary_key);
     let keyed = rows
         .into_iter()
         .map(|row| Ok((row_key_by(def, &pk, &row)?, row)))
         .collect::<Result<Vec<_>>>()?;
-    Ok(Table::build(&def.indexes, keyed))
+    Ok(Table::build(indexes, keyed))
 }
 
 /// The keys an `eq`/`in` operand names (sorted, without duplicates), if every one can be a key.
@@ -345,7 +355,7 @@ fn index_bounds(table: &Table, field: &str, ops: &[&Op]) -> Option<(Bound<Key>, 
         let key = Key::from_ref(v.get())?;
         let mixed = match &key {
             Key::Num(_) => has_strs,
-            Key::Str(s) => has_nums && parse_iso_date(s).is_some(),
+            k => has_nums && k.as_str().and_then(parse_iso_date).is_some(),
         };
         if mixed {
             return None;
@@ -394,6 +404,80 @@ fn tighter(a: Bound<Key>, b: Bound<Key>, lower: bool) -> Bound<Key> {
 /// field, or else every row. Candidate lists are collected only while they stay smaller than the
 /// best so far, so trying a poor index costs no more than the best one.
 fn matching_in<'t>(def: &ModelDef, table: &'t Table, filter: &Filter) -> Vec<&'t Row> {
+    filter_candidates(table, candidates(def, table, filter), filter)
+}
+
+/// Candidates as [`candidates`] picked them: `(primary key, row)`, and whether they are in
+/// primary-key order already.
+type Picked<'t> = Option<(Vec<(&'t Key, &'t Row)>, bool)>;
+
+/// The rows of `picked` (or of the whole table) that match `filter`, in primary-key order.
+fn filter_candidates<'t>(table: &'t Table, picked: Picked<'t>, filter: &Filter) -> Vec<&'t Row> {
+    match picked {
+        Some((mut c, in_order)) => {
+            if !in_order {
+                c.sort_unstable_by(|a, b| a.0.cmp(b.0));
+            }
+            c.into_iter()
+                .map(|(_, r)| r)
+                .filter(|r| filter.matches(r))
+                .collect()
+        }
+        None => table.iter().filter(|r| filter.matches(r)).collect(),
+    }
+}
+
+/// For `orderBy` with `limit` whose first field is indexed: the page, found by walking that
+/// index in order and testing each row until `offset + limit` rows matched (plus the rows tied
+/// with the last of them), instead of finding every match and selecting the first. `None` when
+/// the walk cannot give the answer alone (the index leaves out rows that would sort among the
+/// ones walked: booleans, arrays and objects anywhere, `null` or missing values when the walk
+/// runs out or goes in descending order), or when it tested `budget` rows without finishing:
+/// the caller then uses its candidates. The budget is twice the candidates, so a walk through
+/// rows that rarely match costs at most twice what the candidates cost.
+fn walk_order<'t>(table: &'t Table, sel: &Select, budget: usize) -> Option<Vec<&'t Row>> {
+    let first = sel.order.first()?;
+    let want = sel.offset.checked_add(sel.limit?)?;
+    if want == 0 {
+        return None;
+    }
+    let (entries, absent, others) = table.index_walk(&first.field, first.descending)?;
+    if others > 0 || (first.descending && absent > 0) {
+        return None;
+    }
+    let mut found: Vec<(&Key, &Row)> = Vec::with_capacity(want.min(1024));
+    let mut tied: Option<&Key> = None;
+    let mut complete = false;
+    for (tested, (value, pk, row)) in entries.enumerate() {
+        if found.len() >= want && tied != Some(value) {
+            complete = true;
+            break;
+        }
+        if tested >= budget {
+            return None;
+        }
+        if sel.filter.matches(row) {
+            found.push((pk, row));
+            tied = Some(value);
+        }
+    }
+    // Ran out of entries: the rows left out (null or missing, sorting last) may still match.
+    if !complete && absent > 0 {
+        return None;
+    }
+    // Ties keep primary-key order (a stable sort); `run` breaks ties by arrival.
+    found.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    Some(run(
+        &Filter::All,
+        &sel.order,
+        sel.offset,
+        sel.limit,
+        found.into_iter().map(|(_, r)| r),
+    ))
+}
+
+/// The narrowest candidate list the filter's conditions give, if any; see [`matching_in`].
+fn candidates<'t>(def: &ModelDef, table: &'t Table, filter: &Filter) -> Picked<'t> {
     let conjuncts = filter.conjuncts();
     // (candidates, whether they are already in primary-key order)
     let mut best: Option<(Vec<(&'t Key, &'t Row)>, bool)> = None;
@@ -433,18 +517,7 @@ fn matching_in<'t>(def: &ModelDef, table: &'t Table, filter: &Filter) -> Vec<&'t
             }
         }
     }
-    match best {
-        Some((mut c, in_order)) => {
-            if !in_order {
-                c.sort_unstable_by(|a, b| a.0.cmp(b.0));
-            }
-            c.into_iter()
-                .map(|(_, r)| r)
-                .filter(|r| filter.matches(r))
-                .collect()
-        }
-        None => table.iter().filter(|r| filter.matches(r)).collect(),
-    }
+    best
 }
 
 /// The primary key of a row, or a validation error naming what is wrong with it.

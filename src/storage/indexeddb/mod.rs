@@ -118,7 +118,7 @@ fn open_err(e: OpenDbError) -> Error {
 fn key_js(k: &Key) -> JsValue {
     match k {
         Key::Num(n) => JsValue::from_f64(*n),
-        Key::Str(s) => JsValue::from_str(s),
+        k => JsValue::from_str(k.as_str().unwrap_or_default()),
     }
 }
 
