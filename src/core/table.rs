@@ -105,7 +105,8 @@ impl Table {
                     },
                 }
             }
-            entries.sort_by(|a, b| a.0.cmp(&b.0));
+            // Keys are unique, so an unstable sort gives the one order (and needs no scratch).
+            entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
             // Share equal values' text.
             for i in 1..entries.len() {
                 if entries[i].0 .0 == entries[i - 1].0 .0 {

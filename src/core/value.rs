@@ -51,6 +51,16 @@ impl Key {
         }
     }
 
+    /// The string's bytes, for a string key (ordering and hashing by bytes is ordering and
+    /// hashing by string, without checking UTF-8 on every comparison).
+    fn bytes(&self) -> Option<&[u8]> {
+        match self {
+            Key::Num(_) => None,
+            Key::Short(len, bytes) => Some(&bytes[..usize::from(*len)]),
+            Key::Str(s) => Some(s.as_bytes()),
+        }
+    }
+
     /// The key held by a JSON value, if it can be one.
     pub fn from_value(v: &Value) -> Option<Key> {
         match v {
@@ -85,7 +95,7 @@ impl Key {
     pub fn is(&self, v: ValRef<'_>) -> bool {
         match (self, v) {
             (Key::Num(a), ValRef::Num(b)) => *a == b,
-            (_, ValRef::Str(b)) => self.as_str() == Some(b),
+            (_, ValRef::Str(b)) => self.bytes() == Some(b.as_bytes()),
             _ => false,
         }
     }
@@ -108,7 +118,7 @@ impl Ord for Key {
             (Key::Num(a), Key::Num(b)) => a.total_cmp(b),
             (Key::Num(_), _) => Ordering::Less,
             (_, Key::Num(_)) => Ordering::Greater,
-            _ => self.as_str().cmp(&other.as_str()),
+            _ => self.bytes().cmp(&other.bytes()),
         }
     }
 }
@@ -121,7 +131,7 @@ impl Hash for Key {
             }
             _ => {
                 1u8.hash(state);
-                self.as_str().hash(state);
+                self.bytes().hash(state);
             }
         }
     }
