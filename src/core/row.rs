@@ -560,11 +560,6 @@ impl Row {
         self.0.as_ptr()
     }
 
-    /// Bytes held (for memory accounting and tests).
-    pub fn byte_len(&self) -> usize {
-        self.0.len()
-    }
-
     /// Only `names`, in that order (those the row has), copied byte for byte.
     pub fn project(&self, names: &[Name]) -> Row {
         let spans: Vec<(KeyRef<'_>, std::ops::Range<usize>)> = self.fields().spans().collect();
@@ -572,33 +567,6 @@ impl Row {
         for n in names {
             if let Some((_, r)) = spans.iter().find(|(k, _)| n.is(*k)) {
                 buf.extend_from_slice(&self.0[r.clone()]);
-            }
-        }
-        Row::from_buf(buf)
-    }
-
-    /// This row with `patch`'s fields set: present ones replaced where they are, new ones
-    /// appended (the order a JS object spread gives).
-    pub fn patched(&self, patch: &Obj) -> Row {
-        let names: Vec<Name> = patch.keys().map(|k| Name::new(k)).collect();
-        let mut buf = Vec::with_capacity(self.0.len() + 16);
-        let mut done = vec![false; names.len()];
-        for (k, r) in self.fields().spans() {
-            match names.iter().position(|n| n.is(k)) {
-                Some(i) => {
-                    if !done[i] {
-                        done[i] = true;
-                        put_key(&mut buf, &names[i]);
-                        put_value(&mut buf, &patch[names[i].as_str()]);
-                    }
-                }
-                None => buf.extend_from_slice(&self.0[r]),
-            }
-        }
-        for (i, n) in names.iter().enumerate() {
-            if !done[i] {
-                put_key(&mut buf, n);
-                put_value(&mut buf, &patch[n.as_str()]);
             }
         }
         Row::from_buf(buf)
@@ -614,12 +582,6 @@ impl PartialEq for Row {
 impl fmt::Debug for Row {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", Value::Object(self.to_obj()))
-    }
-}
-
-impl From<&Obj> for Row {
-    fn from(o: &Obj) -> Row {
-        Row::from_obj(o)
     }
 }
 
@@ -808,11 +770,6 @@ mod tests {
         assert!(r.get(&Name::new("nope")).is_none());
         let p = r.project(&[Name::new("tags"), Name::new("id"), Name::new("zz")]);
         assert_eq!(Value::Object(p.to_obj()), json!({"tags": ["x"], "id": 1}));
-        let q = r.patched(json!({"name": "Bo", "new": 1}).as_object().unwrap());
-        assert_eq!(
-            serde_json::to_string(&q).unwrap(),
-            r#"{"id":1,"name":"Bo","tags":["x"],"new":1}"#
-        );
     }
 
     fn json_value() -> impl Strategy<Value = Value> {
