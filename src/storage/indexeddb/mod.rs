@@ -36,6 +36,7 @@ use crate::core::value::{Key, Row};
 use crate::error::{Error, Result};
 use indexed_db_futures::database::Database;
 use indexed_db_futures::error::{DomException, Error as IdbError, OpenDbError};
+use indexed_db_futures::internals::SystemRepr;
 use indexed_db_futures::prelude::*;
 use indexed_db_futures::KeyRange;
 use raw::{js_err, monotonic_ms};
@@ -333,7 +334,10 @@ impl IdbStorage {
     /// for a large store).
     async fn read_all(&self, store_name: &str) -> Result<js_sys::Array> {
         let db = self.db().await?;
-        let tx = db.writer.transaction_with_str(store_name).map_err(js_err)?;
+        let tx = db
+            .reader()
+            .transaction_with_str(store_name)
+            .map_err(js_err)?;
         let req = tx
             .object_store(store_name)
             .and_then(|s| s.get_all())
@@ -356,6 +360,12 @@ struct Conn {
 }
 
 impl Conn {
+    /// The read connection as `web_sys` sees it, for the reads that take IndexedDB's result
+    /// array whole (reads stay off the write connection, as with `indexed_db_futures`).
+    fn reader(&self) -> &web_sys::IdbDatabase {
+        self.db.as_sys().unchecked_ref()
+    }
+
     fn shut(&self) {
         // `Database::close` consumes the handle; a clone refers to the same JS connection.
         self.db.clone().close();
@@ -519,7 +529,7 @@ impl Storage for IdbStorage {
     ) -> Result<Loaded<Row>> {
         let db = self.db().await?;
         let tx = db
-            .writer
+            .reader()
             .transaction_with_str(&model.name)
             .map_err(js_err)?;
         let store = tx.object_store(&model.name).map_err(js_err)?;
