@@ -1077,3 +1077,67 @@ async fn concurrent_first_opens_with_different_models_converge() {
         r.close().await;
     }
 }
+
+/// A model larger than one load chunk loads whole, in primary-key order, with a record that
+/// cannot be read (in the second chunk) set aside.
+#[wasm_bindgen_test]
+async fn large_models_load_in_chunks() {
+    use micro_sync::core::batch::{Batch, RowOp};
+    use micro_sync::core::schema::Schema;
+    use micro_sync::core::value::{Key, Row};
+    use micro_sync::storage::Committed;
+
+    let name = fresh_name();
+    let schema = Schema::new(notes()).unwrap();
+    let storage = IdbStorage::new(&name);
+    storage.open(&schema).await.unwrap();
+    let n = 12_001;
+    let mut batch = Batch::default();
+    for i in 0..n {
+        let row = json!({ "id": i, "title": format!("note {i}") });
+        batch.rows.push(RowOp::Put {
+            model: "notes".into(),
+            key: Key::Num(f64::from(i)),
+            row: Row::from_obj(row.as_object().unwrap()),
+        });
+    }
+    assert!(matches!(
+        storage.commit(&batch, 0).await.unwrap(),
+        Committed::Done(1)
+    ));
+    // A record JSON cannot hold, written behind the storage's back.
+    let raw = indexed_db_futures::database::Database::open(name.as_str())
+        .await
+        .unwrap();
+    let tx = raw
+        .transaction("notes")
+        .with_mode(indexed_db_futures::transaction::TransactionMode::Readwrite)
+        .build()
+        .unwrap();
+    let bad = js_sys::Object::new();
+    js_sys::Reflect::set(&bad, &"id".into(), &7_000.into()).unwrap();
+    js_sys::Reflect::set(&bad, &"big".into(), &js_sys::BigInt::from(1u32).into()).unwrap();
+    let bad: wasm_bindgen::JsValue = bad.into();
+    tx.object_store("notes")
+        .unwrap()
+        .put(bad)
+        .primitive()
+        .unwrap()
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    raw.close();
+
+    let def = schema.model("notes").unwrap();
+    let loaded = storage.load(def).await.unwrap();
+    assert_eq!(loaded.items.len(), n as usize - 1);
+    assert_eq!(loaded.unreadable.len(), 1);
+    assert_eq!(loaded.unreadable[0].key, Some(json!(7000)));
+    let ids: Vec<i64> = loaded
+        .items
+        .iter()
+        .map(|r| r.get_str("id").unwrap().to_value().as_i64().unwrap())
+        .collect();
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "primary-key order");
+    assert_eq!((ids[0], ids[ids.len() - 1]), (0, i64::from(n) - 1));
+}

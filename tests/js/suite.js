@@ -179,7 +179,9 @@ export const cases = {
       const original = proto.getAll;
       proto.getAll = function (...args) {
         const store = what === "store" ? this.name : this.objectStore.name;
-        if (store === "users") calls.push(`${what}:${args.length ? "key" : "all"}`);
+        // A load reads the store in chunks from the start (no key or range first); reads of
+        // named rows pass their key.
+        if (store === "users") calls.push(`${what}:${args[0] === undefined ? "all" : "key"}`);
         return original.apply(this, args);
       };
       return () => (proto.getAll = original);

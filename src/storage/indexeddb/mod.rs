@@ -329,26 +329,44 @@ impl IdbStorage {
         Ok(())
     }
 
-    /// Every record of one store, as the JS array IndexedDB returns (through `web_sys`:
-    /// `indexed_db_futures` hands records over one by one, which costs more than reading them
-    /// for a large store).
-    async fn read_all(&self, store_name: &str) -> Result<js_sys::Array> {
-        let db = self.db().await?;
-        let tx = db
+    /// Asks for the next `LOAD_CHUNK` records of `store_name` after primary key `after` (from
+    /// the start without one), in a transaction of its own, through `web_sys`: the result comes
+    /// as the JS array IndexedDB returns (`indexed_db_futures` hands records over one by one,
+    /// which costs more for many records).
+    fn request_chunk(
+        db: &Conn,
+        store_name: &str,
+        after: Option<&JsValue>,
+    ) -> Result<web_sys::IdbRequest> {
+        let store = db
             .reader()
             .transaction_with_str(store_name)
+            .and_then(|tx| tx.object_store(store_name))
             .map_err(js_err)?;
-        let req = tx
-            .object_store(store_name)
-            .and_then(|s| s.get_all())
-            .map_err(js_err)?;
-        match raw::request(&req).await {
-            Some(v) => v.dyn_into().map_err(js_err),
-            None => Err(req.error().ok().flatten().map_or_else(
-                || Error::storage("reading the store failed"),
-                |e| js_err(e.into()),
-            )),
-        }
+        let range = match after {
+            Some(k) => web_sys::IdbKeyRange::lower_bound_with_open(k, true)
+                .map_err(js_err)?
+                .into(),
+            None => JsValue::UNDEFINED,
+        };
+        store
+            .get_all_with_key_and_limit(&range, LOAD_CHUNK)
+            .map_err(js_err)
+    }
+}
+
+/// Records per read when a whole model loads. Each chunk is its own transaction, so writes (and
+/// other tabs) wait for one chunk at most, never for the whole model; the next chunk is read
+/// while this one is decoded.
+const LOAD_CHUNK: u32 = 5_000;
+
+async fn chunk_result(req: &web_sys::IdbRequest) -> Result<js_sys::Array> {
+    match raw::request(req).await {
+        Some(v) => v.dyn_into().map_err(js_err),
+        None => Err(req.error().ok().flatten().map_or_else(
+            || Error::storage("reading the store failed"),
+            |e| js_err(e.into()),
+        )),
     }
 }
 
@@ -514,9 +532,30 @@ impl Storage for IdbStorage {
         self.connect(schema).await.map(|_| ())
     }
 
+    /// The model's records in chunks of [`LOAD_CHUNK`] by primary key. Reading them across
+    /// several transactions is safe: a row another tab changes meanwhile was changed by a commit
+    /// after this database's commit number, which catching up reads again once the load is done
+    /// (the load holds off catching up).
     async fn load(&self, model: &ModelDef) -> Result<Loaded<Row>> {
-        let records = self.read_all(&model.name).await?;
-        Ok(decode_array(&records, &model.name, &model.primary_key))
+        let db = self.db().await?;
+        let key = JsValue::from_str(&model.primary_key);
+        let mut out = Loaded::all(Vec::new());
+        let mut req = Self::request_chunk(&db, &model.name, None)?;
+        loop {
+            let records = chunk_result(&req).await?;
+            let n = records.length();
+            let more = n == LOAD_CHUNK;
+            if more {
+                let last = js_sys::Reflect::get(&records.get(n - 1), &key).map_err(js_err)?;
+                req = Self::request_chunk(&db, &model.name, Some(&last))?;
+            }
+            let chunk: Loaded<Row> = decode_array(&records, &model.name, &model.primary_key);
+            out.items.extend(chunk.items);
+            out.unreadable.extend(chunk.unreadable);
+            if !more {
+                return Ok(out);
+            }
+        }
     }
 
     /// One read-only transaction; a `getAll` per key on the object store (primary key) or on the
