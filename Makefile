@@ -39,6 +39,7 @@ build: tools
 	rm -rf pkg && mkdir -p pkg
 	cp target/wasm-pack/micro_sync.js target/wasm-pack/micro_sync_bg.wasm pkg/
 	cp -R pkg-template/. pkg/
+	cp README.md LICENSE pkg/
 	@for f in pkg/micro_sync_bg.wasm pkg/micro_sync.js pkg/index.js; do \
 	  printf '%-24s %8d bytes raw %8d bytes gzip\n' "$$(basename $$f)" "$$(wc -c < $$f)" "$$(gzip -9c $$f | wc -c)"; done
 

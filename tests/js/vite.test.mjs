@@ -21,6 +21,10 @@ test("npm pack → install into a Vite app → production build → runs in Chro
   execFileSync("npm", ["pack", join(root, "pkg"), "--pack-destination", packDir, "--loglevel=error"], { stdio: "pipe" });
   const tarball = readdirSync(packDir).find((f) => f.endsWith(".tgz"));
   assert.ok(tarball, "npm pack produced a tarball");
+  const listed = execFileSync("tar", ["-tzf", join(packDir, tarball)], { encoding: "utf8" }).split("\n");
+  for (const f of ["package/README.md", "package/LICENSE", "package/micro_sync_bg.wasm", "package/index.d.ts"]) {
+    assert.ok(listed.includes(f), `the tarball holds ${f}: ${listed.join(", ")}`);
+  }
   const target = join(app, "node_modules", "micro-sync");
   rmSync(target, { recursive: true, force: true });
   mkdirSync(target, { recursive: true });
