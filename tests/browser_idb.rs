@@ -427,6 +427,40 @@ fn notes() -> Vec<ModelDef> {
     models(json!([{ "name": "notes", "primaryKey": "id", "hasMutation": true }]))
 }
 
+/// A fresh database's storage, opened on the `notes` model: (name, schema, storage).
+async fn notes_storage() -> (String, micro_sync::core::schema::Schema, IdbStorage) {
+    let name = fresh_name();
+    let schema = micro_sync::core::schema::Schema::new(notes()).unwrap();
+    let storage = IdbStorage::new(&name);
+    storage.open(&schema).await.unwrap();
+    (name, schema, storage)
+}
+
+/// Writes `records` (store, value) into database `name` in one transaction, behind the back of
+/// any storage opened on it (for records the storage itself would never write).
+async fn put_behind_storage(name: &str, records: Vec<(&str, wasm_bindgen::JsValue)>) {
+    let raw = indexed_db_futures::database::Database::open(name)
+        .await
+        .unwrap();
+    let stores: Vec<&str> = records.iter().map(|(s, _)| *s).collect();
+    let tx = raw
+        .transaction(stores.as_slice())
+        .with_mode(indexed_db_futures::transaction::TransactionMode::Readwrite)
+        .build()
+        .unwrap();
+    for (store, value) in records {
+        tx.object_store(store)
+            .unwrap()
+            .put(value)
+            .primitive()
+            .unwrap()
+            .await
+            .unwrap();
+    }
+    tx.commit().await.unwrap();
+    raw.close();
+}
+
 async fn open_synced(name: &str, backend: &Backend) -> Db<IdbStorage, NoValidation, Backend> {
     Db::open(
         IdbStorage::new(name),
@@ -627,13 +661,9 @@ async fn status_over_offline_write_online_drain_and_pending_survives_reopen() {
 async fn an_aborted_transaction_leaves_neither_row_nor_outbox_entry() {
     use micro_sync::core::batch::{Batch, RowOp};
     use micro_sync::core::outbox::{Action, Before};
-    use micro_sync::core::schema::Schema;
     use micro_sync::core::value::Key;
 
-    let name = fresh_name();
-    let schema = Schema::new(notes()).unwrap();
-    let storage = IdbStorage::new(&name);
-    storage.open(&schema).await.unwrap();
+    let (_, _, storage) = notes_storage().await;
     let good = json!({ "id": 1, "title": "kept?" })
         .as_object()
         .unwrap()
@@ -981,30 +1011,7 @@ async fn unreadable_records_are_set_aside_and_the_rest_works() {
         r#"{"mutationId":"01900000-0000-7000-8000-0000000000ff","model":"posts"}"#,
     )
     .unwrap();
-    let raw = indexed_db_futures::database::Database::open(name.as_str())
-        .await
-        .unwrap();
-    let tx = raw
-        .transaction(["users", "_pendingSync"])
-        .with_mode(indexed_db_futures::transaction::TransactionMode::Readwrite)
-        .build()
-        .unwrap();
-    tx.object_store("users")
-        .unwrap()
-        .put(bad_row)
-        .primitive()
-        .unwrap()
-        .await
-        .unwrap();
-    tx.object_store("_pendingSync")
-        .unwrap()
-        .put(bad_entry)
-        .primitive()
-        .unwrap()
-        .await
-        .unwrap();
-    tx.commit().await.unwrap();
-    raw.close();
+    put_behind_storage(&name, vec![("users", bad_row), ("_pendingSync", bad_entry)]).await;
 
     let db = open(&name).await;
     assert!(
@@ -1083,14 +1090,10 @@ async fn concurrent_first_opens_with_different_models_converge() {
 #[wasm_bindgen_test]
 async fn large_models_load_in_chunks() {
     use micro_sync::core::batch::{Batch, RowOp};
-    use micro_sync::core::schema::Schema;
     use micro_sync::core::value::{Key, Row};
     use micro_sync::storage::Committed;
 
-    let name = fresh_name();
-    let schema = Schema::new(notes()).unwrap();
-    let storage = IdbStorage::new(&name);
-    storage.open(&schema).await.unwrap();
+    let (name, schema, storage) = notes_storage().await;
     let n = 12_001;
     let mut batch = Batch::default();
     for i in 0..n {
@@ -1106,27 +1109,10 @@ async fn large_models_load_in_chunks() {
         Committed::Done(1)
     ));
     // A record JSON cannot hold, written behind the storage's back.
-    let raw = indexed_db_futures::database::Database::open(name.as_str())
-        .await
-        .unwrap();
-    let tx = raw
-        .transaction("notes")
-        .with_mode(indexed_db_futures::transaction::TransactionMode::Readwrite)
-        .build()
-        .unwrap();
     let bad = js_sys::Object::new();
     js_sys::Reflect::set(&bad, &"id".into(), &7_000.into()).unwrap();
     js_sys::Reflect::set(&bad, &"big".into(), &js_sys::BigInt::from(1u32).into()).unwrap();
-    let bad: wasm_bindgen::JsValue = bad.into();
-    tx.object_store("notes")
-        .unwrap()
-        .put(bad)
-        .primitive()
-        .unwrap()
-        .await
-        .unwrap();
-    tx.commit().await.unwrap();
-    raw.close();
+    put_behind_storage(&name, vec![("notes", bad.into())]).await;
 
     let def = schema.model("notes").unwrap();
     let loaded = storage.load(def).await.unwrap();
