@@ -229,6 +229,19 @@ export function defineModel(name, opts) {
   return { name, primaryKey, schema, indexes, sync, relations };
 }
 
+/** `defineModel` under a name that does not collide with Vue's `<script setup>` macro. */
+export const defineSyncModel = defineModel;
+
+/** Adds relations to a model (typed, unlike assigning `model.relations`) and returns the model. */
+export function defineRelations(model, relations) {
+  if (!model || typeof model.name !== "string" || typeof model.primaryKey !== "string") throw new QueryError("defineRelations needs a model from defineModel");
+  for (const [name, r] of Object.entries(options(relations, `defineRelations(${model.name})`))) {
+    if (!r || !["hasMany", "hasOne", "belongsTo"].includes(r.kind)) throw new QueryError(`defineRelations(${model.name}): relation "${name}" must come from hasMany, hasOne or belongsTo`);
+  }
+  model.relations = { ...model.relations, ...relations };
+  return model;
+}
+
 function relation(kind) {
   return (model, localKey, foreignKey) => {
     if (!model || typeof model.name !== "string") throw new QueryError(`${kind}() needs a model from defineModel`);
@@ -490,6 +503,28 @@ class Repository {
     return JSON.parse(await this.#call("pull", q));
   }
 
+  /**
+   * A live query: calls `onRows(rows)` with the rows `select(query)` gives, at once and then each
+   * time the answer changes (writes in this tab or another, pulls, rollbacks; relations at any
+   * depth included), and `onError(error)` when it cannot be answered (an invalid query; without
+   * `onError` the error is reported like an uncaught one). Returns the function that closes it.
+   */
+  live(query, onRows, onError) {
+    if (typeof onRows !== "function") throw new QueryError(`live on "${this.name}" needs a function to call with the rows`);
+    if (onError !== undefined && typeof onError !== "function") throw new QueryError(`live on "${this.name}": onError must be a function`);
+    const fail = (e) => (onError ? onError(e) : globalThis.reportError?.(e));
+    let q;
+    try {
+      q = queryJson(options(query, `live on "${this.name}"`), "live");
+    } catch (e) {
+      // One way for every error to arrive: asynchronously, through onError.
+      let open = true;
+      queueMicrotask(() => open && fail(e));
+      return () => (open = false);
+    }
+    return this.#orm._live(this.name, q, (json) => onRows(JSON.parse(json)), (e) => fail(named(e)));
+  }
+
   /** The current sync status: a frozen object, replaced (never mutated) on every change. */
   getSyncStatus() {
     return this.#orm._status(this.name);
@@ -549,6 +584,7 @@ class SyncOrm {
   async #startFailed(e) {
     this.#startError = e;
     for (const [, , reject] of this.#startup.splice(0)) reject(e);
+    for (const sub of this.#subs) if (sub.live) sub.live.onError(e);
     throw e;
   }
 
@@ -666,8 +702,16 @@ class SyncOrm {
       // Nothing queued.
     }
     // Status subscribers hear of the failure once; the engine can no longer tell them.
-    const subs = [...this.#subs].filter((s) => s.model !== null);
+    const subs = [...this.#subs].filter((s) => s.model !== null && !s.live);
+    const lives = [...this.#subs].filter((s) => s.live).map((s) => s.live);
     this.#subs.clear();
+    for (const live of lives) {
+      try {
+        live.onError(this.#fatal);
+      } catch (e) {
+        globalThis.reportError?.(e);
+      }
+    }
     for (const { model, listener } of subs) {
       try {
         listener(this._status(model));
@@ -756,9 +800,9 @@ class SyncOrm {
     return statusOf(offlineDefault());
   }
 
-  _subscribe(model, listener) {
+  _subscribe(model, listener, live = null) {
     if (model !== null) this.model(model);
-    const sub = { model, listener, id: null };
+    const sub = { model, listener, live, id: null };
     if (this.#closed || this.#fatal) return () => {};
     this.#subs.add(sub);
     this.#attach(sub);
@@ -769,8 +813,18 @@ class SyncOrm {
     };
   }
 
+  /** Opens a live query (see Repository#live); it opens in the engine once that exists. */
+  _live(model, query, onRows, onError) {
+    return this._subscribe(model, null, { query, onRows, onError });
+  }
+
   #attach(sub) {
     if (!this.#db || this.#fatal || sub.id !== null) return;
+    if (sub.live) {
+      const { query, onRows, onError } = sub.live;
+      sub.id = this.#sync((db) => db.live(sub.model, query, onRows, onError));
+      return;
+    }
     sub.id = this.#sync((db) => (sub.model === null ? db.onChange(sub.listener) : db.subscribe(sub.model, sub.listener)));
   }
 

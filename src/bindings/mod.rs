@@ -27,6 +27,11 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::future_to_promise;
 
+/// An engine error as the JS `Error` the wrapper names (for the browser layer's callbacks).
+pub(crate) fn js_error(e: crate::Error) -> JsValue {
+    to_js_error(e)
+}
+
 /// The database as the browser runs it.
 pub(crate) type CoreDb = Db<AnyStorage, JsValidator, JsRemote>;
 
@@ -399,6 +404,21 @@ impl Database {
     #[wasm_bindgen(js_name = onChange)]
     pub fn on_change(&self, listener: js_sys::Function) -> u32 {
         self.rt.on_change(listener)
+    }
+
+    /// Opens a live query: `onRows(json)` is called with the JSON text of its first answer and of
+    /// every answer that differs from the last, `onError(error)` when it cannot be answered.
+    /// Returns the id to close it with `unsubscribe`.
+    pub fn live(
+        &self,
+        model: &str,
+        query: &str,
+        on_rows: js_sys::Function,
+        on_error: js_sys::Function,
+    ) -> u32 {
+        fatal::as_engine(self.id, || {
+            self.rt.live(model, opt_json(query), on_rows, on_error)
+        })
     }
 
     pub fn unsubscribe(&self, id: u32) {

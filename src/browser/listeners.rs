@@ -15,6 +15,8 @@ pub struct Listeners {
     next_id: Cell<u32>,
     status: RefCell<Vec<(u32, String, Function)>>,
     change: RefCell<Vec<(u32, Function)>>,
+    /// Live queries: `(id, onRows(json), onError(error))`.
+    live: RefCell<Vec<(u32, Function, Function)>>,
     /// The last snapshot built per model, and the one last sent to its subscribers.
     built: RefCell<BTreeMap<String, (SyncStatus, JsValue)>>,
     sent: RefCell<BTreeMap<String, JsValue>>,
@@ -46,14 +48,39 @@ impl Listeners {
         id
     }
 
+    /// A live query's callbacks; the id is the live query's in the database too.
+    pub fn on_live(&self, on_rows: Function, on_error: Function) -> u32 {
+        let id = self.id();
+        self.live.borrow_mut().push((id, on_rows, on_error));
+        id
+    }
+
+    /// Delivers a live query's new answer (JSON text) or error, if it is still open.
+    pub fn live_answer(&self, id: u32, answer: Result<String, JsValue>) {
+        let found = self
+            .live
+            .borrow()
+            .iter()
+            .find(|(i, ..)| *i == id)
+            .map(|(_, rows, error)| (rows.clone(), error.clone()));
+        if let Some((rows, error)) = found {
+            match answer {
+                Ok(json) => call(&rows, &JsValue::from_str(&json)),
+                Err(e) => call(&error, &e),
+            }
+        }
+    }
+
     pub fn remove(&self, id: u32) {
         self.status.borrow_mut().retain(|(i, ..)| *i != id);
         self.change.borrow_mut().retain(|(i, _)| *i != id);
+        self.live.borrow_mut().retain(|(i, ..)| *i != id);
     }
 
     pub fn clear(&self) {
         self.status.borrow_mut().clear();
         self.change.borrow_mut().clear();
+        self.live.borrow_mut().clear();
         self.changed.borrow_mut().clear();
     }
 

@@ -49,6 +49,12 @@ pub struct Runtime {
     catch_up_again: Cell<bool>,
     listeners: Listeners,
     delivery_queued: Cell<bool>,
+    /// A refresh of the live queries is running (it may wait for a model to load); another one
+    /// is due after it.
+    live_busy: Cell<bool>,
+    live_again: Cell<bool>,
+    /// Live queries refused when opened: their error is delivered with the next delivery.
+    live_refused: RefCell<Vec<(u32, JsValue)>>,
     open: Cell<bool>,
     ended: Cell<bool>,
 }
@@ -81,6 +87,9 @@ impl Runtime {
             catch_up_again: Cell::new(false),
             listeners: Listeners::default(),
             delivery_queued: Cell::new(false),
+            live_busy: Cell::new(false),
+            live_again: Cell::new(false),
+            live_refused: RefCell::new(Vec::new()),
             open: Cell::new(false),
             ended: Cell::new(false),
         });
@@ -381,7 +390,61 @@ impl Runtime {
                 ch.announce(move || db.seq());
             }
             rt.listeners.deliver(|model| rt.status(model).ok());
+            rt.deliver_live().await;
         });
+    }
+
+    /// Brings the live queries up to date and calls back those whose answer changed. One refresh
+    /// at a time: a change meanwhile runs another after it.
+    async fn deliver_live(&self) {
+        let refused = std::mem::take(&mut *self.live_refused.borrow_mut());
+        for (id, e) in refused {
+            self.listeners.live_answer(id, Err(e));
+            self.listeners.remove(id);
+        }
+        if !self.db.live_due() {
+            return;
+        }
+        if self.live_busy.replace(true) {
+            self.live_again.set(true);
+            return;
+        }
+        loop {
+            self.live_again.set(false);
+            let answers = self.db.live_refresh().await;
+            if self.ended.get() {
+                break;
+            }
+            for (id, answer) in answers {
+                self.listeners
+                    .live_answer(id, answer.map_err(crate::bindings::js_error));
+            }
+            if !self.live_again.get() {
+                break;
+            }
+        }
+        self.live_busy.set(false);
+    }
+
+    /// Opens a live query on `model`: `on_rows(json)` hears its first answer and every changed
+    /// one, `on_error(error)` why it could not be answered (an invalid query: then it is closed).
+    /// Returns the id to close it with [`Runtime::unsubscribe`].
+    pub fn live(
+        &self,
+        model: &str,
+        query: crate::Result<Option<serde_json::Value>>,
+        on_rows: Function,
+        on_error: Function,
+    ) -> u32 {
+        let id = self.listeners.on_live(on_rows, on_error);
+        let opened = query.and_then(|q| self.db.live_add(id, model, q.as_ref()));
+        if let Err(e) = opened {
+            self.live_refused
+                .borrow_mut()
+                .push((id, crate::bindings::js_error(e)));
+        }
+        self.changed(&[]);
+        id
     }
 
     pub fn status(&self, model: &str) -> crate::Result<JsValue> {
@@ -400,6 +463,7 @@ impl Runtime {
 
     pub fn unsubscribe(&self, id: u32) {
         self.listeners.remove(id);
+        self.db.live_remove(id);
     }
 
     // ------------------------------------------------------------ the end

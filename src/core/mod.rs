@@ -5,6 +5,7 @@ pub mod batch;
 pub mod db;
 pub mod ids;
 pub mod limits;
+pub mod live;
 pub mod outbox;
 pub mod pattern;
 pub mod ports;

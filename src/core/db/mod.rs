@@ -15,12 +15,14 @@
 
 mod catch_up;
 mod drain;
+mod live;
 mod read;
 mod write;
 
 pub use drain::DrainReport;
 
 use super::batch::Batch;
+use super::live::LiveSet;
 use super::outbox::{OutboxEntry, OUTBOX_STORE};
 use super::ports::{Committed, Loaded, Storage, Unreadable};
 pub use super::ports::{
@@ -85,6 +87,8 @@ pub struct Db<S, V, R = NoRemote> {
     in_flight: RefCell<Option<String>>,
     /// Stored records that could not be decoded (left in storage, skipped in memory).
     unreadable: RefCell<Vec<Unreadable>>,
+    /// Open live queries.
+    live: RefCell<LiveSet>,
 }
 
 impl<S: Storage, V: Validator, R: Remote> Db<S, V, R> {
@@ -117,6 +121,7 @@ impl<S: Storage, V: Validator, R: Remote> Db<S, V, R> {
             acks: RefCell::default(),
             in_flight: RefCell::new(None),
             unreadable: RefCell::new(Vec::new()),
+            live: RefCell::default(),
         })
     }
 
@@ -183,6 +188,10 @@ impl<S: Storage, V: Validator, R: Remote> Db<S, V, R> {
     }
 
     fn notify_rows(&self, models: &[String]) {
+        if self.live.borrow().is_empty() {
+            // Nobody follows row changes: forget them.
+            self.replica.borrow_mut().take_touched();
+        }
         if let Some(f) = self.listener.borrow().as_ref() {
             f(models);
         }
@@ -361,6 +370,7 @@ impl<S: Storage, V: Validator, R: Remote> Db<S, V, R> {
             let _ = self.flush_acks().await;
         }
         *self.phase.borrow_mut() = Phase::Closed;
+        self.live.borrow_mut().clear();
         self.storage.close();
     }
 

@@ -15,6 +15,7 @@ pub use sync_plan::{pull_issue, PullPlan};
 use crate::core::batch::RowOp;
 use crate::core::ids::{IdGen, RandomSource};
 use crate::core::limits::{too_deep_path, MAX_DEPTH};
+use crate::core::live::Touched;
 use crate::core::outbox::OutboxEntry;
 use crate::core::query::{parse_fields, parse_relations, run, Filter, Op, Select};
 use crate::core::relations::Out;
@@ -37,6 +38,8 @@ pub struct Replica {
     outbox: Vec<OutboxEntry>,
     /// Mutation ids and generated primary keys (interior mutability keeps planning `&self`).
     ids: RefCell<IdGen>,
+    /// Rows changed in memory since live queries last looked (see [`crate::core::live`]).
+    touched: Touched,
 }
 
 /// What a write returns: `returning: { fields, relations }` parsed up front, so a bad option fails
@@ -51,6 +54,7 @@ impl Replica {
             tables: HashMap::new(),
             outbox: Vec::new(),
             ids: RefCell::new(IdGen::default()),
+            touched: Touched::default(),
         }
     }
 
@@ -85,6 +89,9 @@ impl Replica {
     /// Forgets every loaded model (they are read again when next needed).
     pub fn unload_all(&mut self) {
         self.tables.clear();
+        for m in self.schema.models.keys() {
+            self.touched.model(m);
+        }
     }
 
     pub fn outbox(&self) -> &[OutboxEntry] {
@@ -98,6 +105,21 @@ impl Replica {
     /// Forgets a model's rows so the next read loads them again (another tab changed them).
     pub fn unload(&mut self, model: &str) {
         self.tables.remove(model);
+        self.touched.model(model);
+    }
+
+    pub fn touched_is_empty(&self) -> bool {
+        self.touched.is_empty()
+    }
+
+    /// What changed in memory since the last call (for live queries).
+    pub fn take_touched(&mut self) -> Touched {
+        std::mem::take(&mut self.touched)
+    }
+
+    /// The row of `model` with primary key `key`, if the model is in memory and holds one.
+    pub fn row(&self, model: &str, key: &Key) -> Option<&Row> {
+        self.tables.get(model)?.get(key)
     }
 
     /// Replaces the rows with these primary keys by `rows` (what storage holds for them now; a key
@@ -109,6 +131,7 @@ impl Replica {
         };
         for k in keys {
             table.remove(k);
+            self.touched.row(model, k);
         }
         let pk = Name::new(&def.primary_key);
         for row in rows {
@@ -186,6 +209,12 @@ impl Replica {
     }
 
     pub fn select(&self, sel: &Select) -> Result<Vec<Out>> {
+        let page = self.page_rows(sel)?;
+        materialize(&self.tables, &self.primary_keys(), sel, &page)
+    }
+
+    /// The rows of `sel`'s page, in answer order, before projection and relations.
+    fn page_rows(&self, sel: &Select) -> Result<Vec<&Row>> {
         let def = self.schema.model(&sel.model)?;
         let table = self.table(&sel.model)?;
         let picked = candidates(def, table, &sel.filter);
@@ -193,10 +222,41 @@ impl Replica {
             .as_ref()
             .map_or(table.len(), |(c, _)| c.len().saturating_mul(2));
         if let Some(page) = walk_order(table, sel, budget) {
-            return materialize(&self.tables, &self.primary_keys(), sel, &page);
+            return Ok(page);
         }
         let matching = filter_candidates(table, picked, &sel.filter);
-        self.page(&self.tables, sel, matching)
+        Ok(run(
+            &Filter::All,
+            &sel.order,
+            sel.offset,
+            sel.limit,
+            matching.into_iter(),
+        ))
+    }
+
+    /// The first `wanted` rows `sel` matches (all of them for `None`) in answer order, with their
+    /// primary keys: a live query's window (see [`crate::core::live`]).
+    pub fn window(&self, sel: &Select, wanted: Option<usize>) -> Result<Vec<(Key, Row)>> {
+        let def = self.schema.model(&sel.model)?;
+        let pk = Name::new(&def.primary_key);
+        let whole = Select {
+            model: sel.model.clone(),
+            filter: sel.filter.clone(),
+            order: sel.order.clone(),
+            limit: wanted,
+            offset: 0,
+            fields: None,
+            relations: Vec::new(),
+        };
+        self.page_rows(&whole)?
+            .into_iter()
+            .map(|r| Ok((row_key_by(def, &pk, r)?, r.clone())))
+            .collect()
+    }
+
+    /// Projects `rows` (of `sel.model`) and attaches `sel`'s relations.
+    pub fn materialize(&self, sel: &Select, rows: &[&Row]) -> Result<Vec<Out>> {
+        materialize(&self.tables, &self.primary_keys(), sel, rows)
     }
 
     /// Orders and pages the matching rows, then projects them and attaches relations.

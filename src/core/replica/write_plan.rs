@@ -239,6 +239,7 @@ impl Replica {
             let Some(t) = self.tables.get_mut(op.model()) else {
                 continue;
             };
+            self.touched.row(op.model(), op.key());
             match op.row() {
                 Some(row) => t.put(op.key().clone(), row.clone()),
                 None => {
