@@ -828,6 +828,11 @@ class SyncOrm {
     sub.id = this.#sync((db) => (sub.model === null ? db.onChange(sub.listener) : db.subscribe(sub.model, sub.listener)));
   }
 
+  /** How many status, change and live subscriptions are open (diagnostics, leak tests). */
+  get _subscriptions() {
+    return this.#subs.size;
+  }
+
   /** Resolves once storage is open (every method waits for it anyway). */
   get ready() {
     return this.#ready;
