@@ -70,3 +70,67 @@ export async function coldWhole(libName, n, name, t0) {
   if (!same(first, w3Reference(users))) throw new Error(`${libName} warm W3 at ${n} rows is wrong`);
   return { whole, w3Warm, wasmBytes, jsonBytes: JSON.stringify(users).length };
 }
+
+/**
+ * W10 and W11 (micro-sync): live queries open over the persisted users. W10: one live query
+ * (status = X, orderBy name, limit 50); each round updates the email of a row in its answer and times
+ * the call to the write's resolution (its commit) and to the callback with the new answer. W11: the
+ * same with 100 different live queries open (10 statuses × 10 age ranges), timing the call to the
+ * last callback. Medians of the rounds, in ms.
+ */
+export async function liveQueries(libName, n, name) {
+  const ms = await import("micro-sync");
+  const users = ms.defineModel("users", { primaryKey: "id", indexes: ["status", "name"] });
+  const posts = ms.defineModel("posts", { primaryKey: "id", indexes: ["userId"] });
+  const db = ms.createSyncOrm({ storage: ms.createIndexedDbStorage({ name }), models: { users, posts } });
+  const u = db.model("users");
+  await u.count();
+  const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+  const ROUNDS = 30;
+
+  // Opens `queries` live; resolves once each answered. `seen(i)` resolves at query i's next answer.
+  async function open(queries) {
+    const waiting = queries.map(() => null);
+    const last = queries.map(() => null);
+    let ready = 0;
+    let allReady;
+    const opened = new Promise((ok) => (allReady = ok));
+    const stops = queries.map((q, i) =>
+      u.live(q, (rows) => {
+        if (last[i] === null && ++ready === queries.length) allReady();
+        last[i] = rows;
+        waiting[i]?.(performance.now());
+        waiting[i] = null;
+      }, (e) => { throw e; }),
+    );
+    await opened;
+    return { last, seen: (i) => new Promise((ok) => (waiting[i] = ok)), stop: () => stops.forEach((s) => s()) };
+  }
+
+  async function rounds(live, target) {
+    const commit = [];
+    const callback = [];
+    for (let r = 0; r < ROUNDS; r++) {
+      const row = live.last[target][10 + (r % 20)];
+      const seen = live.seen(target);
+      const t = performance.now();
+      await u.update({ where: { id: row.id }, values: { email: `round${r}@example.org` } });
+      commit.push(performance.now() - t);
+      callback.push((await seen) - t);
+    }
+    return { commit: median(commit), callback: median(callback), beyond: median(callback.map((c, i) => c - commit[i])) };
+  }
+
+  const one = await open([{ where: { status: "vip" }, orderBy: [{ field: "name" }], limit: 50 }]);
+  const W10 = await rounds(one, 0);
+  one.stop();
+  const { STATUSES } = await import("./workloads.js");
+  const many = [];
+  for (const status of STATUSES) for (let a = 0; a < 10; a++) many.push({ where: { status, age: { gte: a * 8, lt: a * 8 + 30 } }, orderBy: [{ field: "name" }], limit: 50 });
+  const hundred = await open(many);
+  const target = STATUSES.indexOf("vip") * 10 + 2;
+  const W11 = await rounds(hundred, target);
+  hundred.stop();
+  await db.close();
+  return { W10commit: W10.commit, W10: W10.callback, W10beyond: W10.beyond, W11commit: W11.commit, W11: W11.callback, W11beyond: W11.beyond };
+}
