@@ -1,8 +1,8 @@
 // The demo app: Vue on micro-sync's published API (no build step).
 import { createApp, computed, onMounted, onUnmounted, ref, watch } from "vue";
 import { createIndexedDbStorage } from "micro-sync";
-import { useSyncOrm } from "micro-sync/adapters/vue";
-import { network, projects, tasks } from "./models.js";
+import { syncOrmPlugin, useQuery, useRepo, useSyncOrm } from "micro-sync/adapters/vue";
+import { network, projects as projectModel, tasks as taskModel } from "./models.js";
 
 const SORTS = {
   newest: [{ field: "createdAt", direction: "desc" }],
@@ -12,13 +12,9 @@ const SORTS = {
 
 const App = {
   setup() {
-    const sync = useSyncOrm({
-      storage: createIndexedDbStorage({ name: "micro-sync-demo" }),
-      models: { projects, tasks },
-      engine: { intervalMs: 2000, networkDetector: network },
-    });
-    const projectRepo = sync.useRepo("projects");
-    const taskRepo = sync.useRepo("tasks");
+    const sync = useSyncOrm(); // the app's ORM, installed below with syncOrmPlugin
+    const projectRepo = useRepo("projects");
+    const taskRepo = useRepo("tasks");
     const selected = ref(null);
     const search = ref("");
     const showDone = ref(true);
@@ -32,15 +28,20 @@ const App = {
     const pending = ref([]);
     const offline = ref(false);
 
-    const loadProjects = () => projectRepo.select({ orderBy: [{ field: "name" }], relations: { tasks: { fields: ["done"] } } });
-    const loadTasks = () => {
+    // Live queries: they follow every write, pull, rollback and other tab by themselves, and the
+    // task list runs again when a filter changes.
+    const { data: projects } = useQuery("projects", () => ({ orderBy: [{ field: "name" }], relations: { tasks: { fields: ["done"] } } }));
+    const { data: tasks, error: tasksError } = useQuery("tasks", () => {
       const where = {};
       if (selected.value) where.projectId = selected.value;
       if (!showDone.value) where.done = false;
       if (search.value.trim()) where.title = { fzlike: search.value.trim() };
-      return taskRepo.select({ where, orderBy: SORTS[sort.value], relations: { project: { fields: ["name", "color"] } } });
-    };
-    watch([selected, search, showDone, sort], () => loadTasks().catch(show));
+      return { where, orderBy: SORTS[sort.value], relations: { project: { fields: ["name", "color"] } } };
+    });
+    watch(tasksError, (e) => e && show(e));
+    watch(projects, (ps) => {
+      if (!selected.value && ps.length) selected.value = ps[0].id;
+    });
 
     const status = computed(() => {
       const p = projectRepo.status.value;
@@ -67,12 +68,9 @@ const App = {
         show(e);
       }
     }
-    // Pull through the plain repositories: the refs keep showing their own queries (with
-    // relations), refreshed right after.
     const pull = () => act(async () => {
       await sync.db.model("projects").sync();
       await sync.db.model("tasks").sync();
-      await Promise.all([loadProjects(), loadTasks()]);
     });
 
     const addTask = () => act(async () => {
@@ -102,18 +100,14 @@ const App = {
 
     let timer;
     onMounted(async () => {
-      await act(async () => {
-        await Promise.all([loadProjects(), loadTasks()]);
-        if (network.isOnline()) await pull();
-        if (!selected.value && projectRepo.rows.value.length) selected.value = projectRepo.rows.value[0].id;
-      });
+      if (network.isOnline()) await pull();
       timer = setInterval(() => network.isOnline() && status.value.pending === 0 && pull(), 5000);
     });
     onUnmounted(() => clearInterval(timer));
 
     window.demo = { sync, network, pull };
     return {
-      projects: projectRepo.rows, tasks: taskRepo.rows, selected, search, showDone, sort, newTask, newPriority, newProject,
+      projects, tasks, selected, search, showDone, sort, newTask, newPriority, newProject,
       editing, editTitle, error, pending, offline, status, addTask, addProject, toggle, remove, startEdit, saveEdit, retry,
       discard, setOffline, pull,
     };
@@ -178,4 +172,10 @@ const App = {
     </main>`,
 };
 
-createApp(App).mount("#app");
+createApp(App)
+  .use(syncOrmPlugin, {
+    storage: createIndexedDbStorage({ name: "micro-sync-demo" }),
+    models: { projects: projectModel, tasks: taskModel },
+    engine: { intervalMs: 2000, networkDetector: network },
+  })
+  .mount("#app");
