@@ -39,3 +39,47 @@ test("a live query follows another tab's writes, many rounds", async () => {
   await a.waitForFunction(() => window.answers.at(-1).map((r) => r.n).join() === "10,8,7", null, { timeout: 5000 });
   await context.close();
 });
+
+test("two tabs racing un-awaited writes: each tab's live answers end equal to its select", async () => {
+  const name = `live-race-${Math.random().toString(36).slice(2)}`;
+  const context = await env.browser.newContext();
+  const tabs = [await env.page("/tests/js/page.html", context), await env.page("/tests/js/page.html", context)];
+  const QUERY = { where: { g: { in: [0, 1] } }, orderBy: [{ field: "v", direction: "asc" }], limit: 4 };
+  for (const tab of tabs) {
+    await tab.evaluate(async ([name, query]) => {
+      const ms = await import("micro-sync");
+      const items = ms.defineSyncModel("items", { primaryKey: "id", indexes: ["g", "v"] });
+      window.db = ms.createSyncOrm({ storage: ms.createIndexedDbStorage({ name }), models: { items } });
+      window.items = window.db.model("items");
+      window.answers = [];
+      window.items.live(query, (rows) => window.answers.push(rows), (e) => window.answers.push(`${e.name}: ${e.message}`));
+      await window.db.ready;
+    }, [name, QUERY]);
+  }
+  for (let round = 0; round < 8; round++) {
+    // Both tabs fire a burst of writes on the same few keys at the same instant, without awaiting each.
+    const t = Date.now() + 50;
+    await Promise.all(tabs.map((tab, i) => tab.evaluate(([t, seed]) => new Promise((resolve) => setTimeout(async () => {
+      let x = seed;
+      const rnd = (n) => ((x = (x * 1103515245 + 12345) % 2147483648), x % n);
+      const calls = [];
+      for (let k = 0; k < 12; k++) {
+        const id = `k${rnd(6)}`;
+        const op = rnd(3);
+        if (op === 0) calls.push(window.items.delete({ where: { id } }).then(() => window.items.insert({ values: { id, g: rnd(3), v: rnd(50) } })));
+        else if (op === 1) calls.push(window.items.update({ where: { id }, values: { v: rnd(50), g: rnd(3) } }));
+        else calls.push(window.items.delete({ where: { id } }));
+      }
+      await Promise.allSettled(calls);
+      resolve();
+    }, Math.max(0, t - Date.now()))), [t, round * 7 + i + 1])));
+    for (const tab of tabs) {
+      // Once the other tab's commits are caught up with, the last answer is select's.
+      await tab.waitForFunction(async (query) => JSON.stringify(window.answers.at(-1)) === JSON.stringify(await window.items.select(query)), QUERY, { timeout: 5000, polling: 50 });
+    }
+  }
+  const [a, b] = await Promise.all(tabs.map((tab) => tab.evaluate(() => ({ last: window.answers.at(-1), errors: window.answers.filter((x) => typeof x === "string") }))));
+  assert.deepEqual(a.last, b.last, "both tabs show the same answer");
+  assert.deepEqual([a.errors, b.errors], [[], []]);
+  await context.close();
+});
