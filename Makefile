@@ -16,6 +16,11 @@ tools:
 	  echo "[tools] npm (tests/)"; cd tests && { npm ci --no-audit --no-fund --loglevel=error 2>/dev/null || npm install --no-audit --no-fund --loglevel=error; }; fi
 	@if [ ! -d www/node_modules/@electric-sql/pglite ] || [ www/package-lock.json -nt www/node_modules/.package-lock.json ]; then \
 	  echo "[tools] npm (www/)"; cd www && { npm ci --no-audit --no-fund --loglevel=error 2>/dev/null || npm install --no-audit --no-fund --loglevel=error; }; fi
+	@# The fixture apps (Vite + Vue, Nuxt 3, Nuxt 4) that tests/js/fixtures.test.mjs builds; npm's
+	@# cache keeps a reinstall fast.
+	@for app in tests/fixtures/*/; do \
+	  if [ ! -d $$app/node_modules/.bin ] || [ $$app/package-lock.json -nt $$app/node_modules/.package-lock.json ]; then \
+	    echo "[tools] npm ($$app)"; (cd $$app && { npm ci --no-audit --no-fund --loglevel=error 2>/dev/null || npm install --no-audit --no-fund --loglevel=error; }) || exit 1; fi; done
 
 test: tools fmt-check clippy host-test browser-test build type-test js-test
 	@echo "make test: all checks passed"
@@ -39,6 +44,7 @@ build: tools
 	rm -rf pkg && mkdir -p pkg
 	cp target/wasm-pack/micro_sync.js target/wasm-pack/micro_sync_bg.wasm pkg/
 	cp -R pkg-template/. pkg/
+	cd pkg && node dev-entry.build.mjs && rm dev-entry.build.mjs
 	cp README.md LICENSE pkg/
 	@for f in pkg/micro_sync_bg.wasm pkg/micro_sync.js pkg/index.js; do \
 	  printf '%-24s %8d bytes raw %8d bytes gzip\n' "$$(basename $$f)" "$$(wc -c < $$f)" "$$(gzip -9c $$f | wc -c)"; done

@@ -20,18 +20,26 @@ const isNode = typeof process !== "undefined" && !!process.versions?.node && typ
 let wasmReady;
 let wasmExports;
 
+/**
+ * What the browser instantiates: the .wasm file beside this module, which bundlers (Vite, webpack,
+ * Rollup) emit as an asset from this `new URL(..., import.meta.url)`. A dev server's copy of this
+ * module would not find it there (Vite pre-bundles dependencies into another folder), so the
+ * package's entry under the bundlers' "development" condition, index.dev.js, is this file with
+ * the next line replaced by one that takes the bytes from a module holding them (see `make build`).
+ */
+const browserWasm = () => new URL("./micro_sync_bg.wasm", import.meta.url); // @wasm-source
+
 function ensureWasm() {
   if (!wasmReady) {
-    const url = new URL("./micro_sync_bg.wasm", import.meta.url);
     wasmReady = (
       isNode
         ? (async () => {
             // Kept out of bundlers' sight: browsers never take this path.
             const fsName = "node:fs/promises";
             const fs = await import(/* @vite-ignore */ /* webpackIgnore: true */ fsName);
-            return initSync({ module: await fs.readFile(url) });
+            return initSync({ module: await fs.readFile(new URL("./micro_sync_bg.wasm", import.meta.url)) });
           })()
-        : initWasm({ module_or_path: url })
+        : (async () => initWasm({ module_or_path: await browserWasm() }))()
     ).then((exports) => {
       wasmExports = exports;
       setFatalHandler(onFatal);

@@ -1,7 +1,8 @@
 // Vue adapter: an app-wide ORM (plugin or provide/inject), and composables whose subscriptions end
 // with the effect scope that created them (a component's setup, an effectScope()).
 import { getCurrentScope, hasInjectionContext, inject, onScopeDispose, provide, ref, shallowRef, unref, watch } from "vue";
-import { createSyncOrm } from "../index.js";
+// By the package's name, so a bundler picks the same entry for the app and for this adapter.
+import { createSyncOrm } from "micro-sync";
 
 /** The injection key; `Symbol.for`, so two copies of this module (a dev server's) still agree. */
 const KEY = Symbol.for("micro-sync/vue: the ORM");
@@ -98,6 +99,7 @@ function ormOf(given) {
  */
 export function useRepo(syncOrName, maybeName) {
   const [given, name] = typeof syncOrName === "string" ? [null, syncOrName] : [syncOrName, maybeName];
+  if (!given && !inBrowser && !injected(false)) return serverRepo(name);
   const db = ormOf(given);
   const repo = db.model(name);
   const rows = shallowRef([]);
@@ -145,6 +147,30 @@ export function useRepo(syncOrName, maybeName) {
     live: (query, onRows, onError) => repo.live(query, onRows, onError),
     getSyncStatus: () => repo.getSyncStatus(),
     subscribeSyncStatus: (fn) => repo.subscribeSyncStatus(fn),
+  };
+}
+
+/**
+ * `useRepo(name)` during server-side rendering, where no ORM exists (IndexedDB is the browser's):
+ * empty rows, and methods that say why they cannot run there.
+ */
+function serverRepo(name) {
+  const unavailable = () => Promise.reject(new MissingSyncOrmError(`"${name}" cannot be read or written during server-side rendering: micro-sync runs in the browser (call it from onMounted or an event handler)`));
+  const status = Object.freeze({ online: false, engineRunning: false, syncing: false, pendingCount: 0, lastError: null, lastSyncedAt: null });
+  return {
+    name,
+    rows: shallowRef([]),
+    status: shallowRef(status),
+    select: unavailable,
+    sync: unavailable,
+    insert: unavailable,
+    update: unavailable,
+    delete: unavailable,
+    count: unavailable,
+    get: unavailable,
+    live: () => () => {},
+    getSyncStatus: () => status,
+    subscribeSyncStatus: () => () => {},
   };
 }
 
