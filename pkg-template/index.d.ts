@@ -20,10 +20,30 @@ export type InferRow<S> = S extends { readonly "~standard": { readonly types?: i
 
 export type Key = string | number;
 
-export interface Relation<K extends "hasMany" | "hasOne" | "belongsTo" = any, M extends AnyModel = AnyModel> {
+/**
+ * A row as it comes back: rows are JSON, so a `Date` a schema produces is stored, and read back,
+ * as its ISO 8601 string (recursively in nested objects and arrays).
+ */
+export type Stored<T> = T extends Date
+  ? string
+  : T extends (...args: any[]) => any
+    ? T
+    : T extends readonly (infer U)[]
+      ? Stored<U>[]
+      : T extends object
+        ? { [K in keyof T]: Stored<T[K]> }
+        : T;
+
+export type RelationKind = "hasMany" | "hasOne" | "belongsTo";
+
+/**
+ * A relation to model `M`: `parent[localKey] === related[foreignKey]`. `L` is the local key, checked
+ * against the parent's fields by `defineRelations` (and `defineModel`'s `relations`).
+ */
+export interface Relation<K extends RelationKind = RelationKind, M extends AnyModel = AnyModel, L extends string = string> {
   readonly kind: K;
   readonly model: M;
-  readonly localKey: string;
+  readonly localKey: L;
   readonly foreignKey: string;
 }
 
@@ -50,32 +70,52 @@ export interface Model<Name extends string = string, Row = Record<string, unknow
   readonly schema?: AnySchema;
   readonly indexes: readonly string[];
   readonly sync?: ModelSync<Row>;
+  /** Assigning works at run time but is untyped: prefer `defineRelations`. */
   relations: Rels;
   /** Type-only marker carrying the row type. */
   readonly __row?: Row;
 }
 export type AnyModel = Model<string, any, any>;
 export type RowOf<M> = M extends Model<any, infer R, any> ? R : never;
-type RelsOf<M> = M extends Model<any, any, infer R> ? R : {};
+export type RelsOf<M> = M extends Model<any, any, infer R> ? R : {};
+/** Field names a model's rows are known to have (`string` without a schema that tells). */
+type FieldOf<Row> = keyof Row & string;
 
+type ModelOptions<S extends AnySchema | undefined, Rels> = {
+  primaryKey: S extends AnySchema ? FieldOf<InferRow<S>> : string;
+  schema?: S;
+  indexes?: readonly (S extends AnySchema ? FieldOf<InferRow<S>> : string)[];
+  sync?: ModelSync<S extends AnySchema ? InferRow<S> : Record<string, unknown>>;
+  relations?: Rels;
+};
+type RowFromSchema<S> = S extends AnySchema ? InferRow<S> : Record<string, unknown>;
+
+/**
+ * Defines a model. In a Vue `<script setup>` block `defineModel` is the compiler's macro: use
+ * `defineSyncModel`, the same function, and define models in a `.ts` module.
+ */
 export function defineModel<
   const Name extends string,
   S extends AnySchema | undefined = undefined,
-  Rels extends Record<string, Relation> = {},
->(
-  name: Name,
-  options: {
-    primaryKey: S extends AnySchema ? keyof InferRow<S> & string : string;
-    schema?: S;
-    indexes?: readonly (S extends AnySchema ? keyof InferRow<S> & string : string)[];
-    sync?: ModelSync<S extends AnySchema ? InferRow<S> : Record<string, unknown>>;
-    relations?: Rels;
-  },
-): Model<Name, S extends AnySchema ? InferRow<S> : Record<string, unknown>, Rels>;
+  Rels extends Record<string, Relation<RelationKind, AnyModel, FieldOf<RowFromSchema<S>>>> = {},
+>(name: Name, options: ModelOptions<S, Rels>): Model<Name, RowFromSchema<S>, Rels>;
+/** `defineModel` under a name that does not collide with Vue's `<script setup>` macro. */
+export const defineSyncModel: typeof defineModel;
 
-export function hasMany<M extends AnyModel>(model: M, localKey: string, foreignKey: keyof RowOf<M> & string): Relation<"hasMany", M>;
-export function hasOne<M extends AnyModel>(model: M, localKey: string, foreignKey: keyof RowOf<M> & string): Relation<"hasOne", M>;
-export function belongsTo<M extends AnyModel>(model: M, localKey: string, foreignKey: keyof RowOf<M> & string): Relation<"belongsTo", M>;
+/**
+ * Adds relations to `model` and returns it typed with them. Models that refer to each other are
+ * defined first, then related: pass the results to `createSyncOrm`, which resolves relations by
+ * model name, so `select({ relations })` is typed in both directions and at any depth. Each
+ * relation's local key must be a field of `model`.
+ */
+export function defineRelations<
+  M extends AnyModel,
+  const R extends Record<string, Relation<RelationKind, AnyModel, FieldOf<RowOf<M>>>>,
+>(model: M, relations: R): M extends Model<infer N, infer Row, infer Old> ? Model<N, Row, Omit<Old, keyof R> & R> : never;
+
+export function hasMany<M extends AnyModel, const L extends string>(model: M, localKey: L, foreignKey: FieldOf<RowOf<M>>): Relation<"hasMany", M, L>;
+export function hasOne<M extends AnyModel, const L extends string>(model: M, localKey: L, foreignKey: FieldOf<RowOf<M>>): Relation<"hasOne", M, L>;
+export function belongsTo<M extends AnyModel, const L extends string>(model: M, localKey: L, foreignKey: FieldOf<RowOf<M>>): Relation<"belongsTo", M, L>;
 
 // ------------------------------------------------------------------ queries
 type Scalar<V> = Exclude<V, null | undefined>;
@@ -100,53 +140,87 @@ export type Where<Row> = { [K in keyof Row]?: FieldCondition<Row[K]> } & {
   or?: readonly Where<Row>[];
   not?: Where<Row>;
 };
-export type OrderBy<Row> = readonly { field: keyof Row & string; direction?: "asc" | "desc" }[];
+export type OrderBy<Row> = readonly { field: FieldOf<Row>; direction?: "asc" | "desc" }[];
 
-type RelationOptions<M extends AnyModel> = true | (SelectQuery<RowOf<M>, RelsOf<M>> & {});
-export type RelationsQuery<Rels> = { [K in keyof Rels]?: Rels[K] extends Relation<any, infer M> ? RelationOptions<M> : never };
+/** The models of an ORM by name; relations resolve their target through it. */
+export type ModelMap = Record<string, AnyModel>;
+/** A relation's target as the ORM knows it (with the relations `defineRelations` gave it). */
+type Target<R, Ms> = R extends Relation<any, infer M, any> ? (M extends Model<infer N, any, any> ? (N extends keyof Ms ? Ms[N] : M) : M) : never;
 
-export interface SelectQuery<Row, Rels = {}> {
+export type RelationsQuery<Rels, Ms = {}> = {
+  [K in keyof Rels]?: true | SelectQuery<RowOf<Target<Rels[K], Ms>>, RelsOf<Target<Rels[K], Ms>>, Ms>;
+};
+
+export interface SelectQuery<Row, Rels = {}, Ms = {}> {
   where?: Where<Row>;
   orderBy?: OrderBy<Row>;
   limit?: number;
   offset?: number;
-  fields?: readonly (keyof Row & string)[];
-  relations?: RelationsQuery<Rels>;
+  fields?: readonly FieldOf<Row>[];
+  relations?: RelationsQuery<Rels, Ms>;
 }
+
+/**
+ * Refuses what the constraint alone lets through: a relation name the model does not have (at
+ * any depth), and a `where` field the schema does not have next to ones it does.
+ */
+export type CheckQuery<Q, Row, Rels, Ms> = (Q extends { where: infer W } ? { where: CheckWhere<W, Row> } : unknown) &
+  (Q extends { relations: infer RQ } ? { relations: CheckRelations<RQ, Rels, Ms> } : unknown);
+type CheckWhere<W, Row> = string extends keyof Row
+  ? unknown
+  : { [K in keyof W]: K extends keyof Row ? unknown : K extends "and" | "or" | "not" ? unknown : never };
+type CheckRelations<RQ, Rels, Ms> = {
+  [K in keyof RQ]: K extends keyof Rels
+    ? RQ[K] extends object
+      ? CheckQuery<RQ[K], RowOf<Target<Rels[K], Ms>>, RelsOf<Target<Rels[K], Ms>>, Ms>
+      : unknown
+    : never;
+};
 
 type Picked<Row, F> = F extends readonly (infer K)[] ? Pick<Row, Extract<K, keyof Row>> : Row;
-type RelValue<R, Opt> = R extends Relation<infer Kind, infer M>
+type RelValue<R, Opt, Ms> = R extends Relation<infer Kind, any, any>
   ? Kind extends "hasMany"
-    ? ResultRow<RowOf<M>, RelsOf<M>, Opt>[]
-    : ResultRow<RowOf<M>, RelsOf<M>, Opt> | null
+    ? ResultRow<RowOf<Target<R, Ms>>, RelsOf<Target<R, Ms>>, Opt, Ms>[]
+    : ResultRow<RowOf<Target<R, Ms>>, RelsOf<Target<R, Ms>>, Opt, Ms> | null
   : never;
-export type ResultRow<Row, Rels, Q> = Picked<Row, Q extends { fields: infer F } ? F : undefined> &
+/** A row of a result: the (projected) stored row, with the requested relations attached. */
+export type ResultRow<Row, Rels, Q, Ms = {}> = Stored<Picked<Row, Q extends { fields: infer F } ? F : undefined>> &
   (Q extends { relations: infer RQ }
-    ? { [K in keyof RQ & keyof Rels]: RelValue<Rels[K], RQ[K]> }
+    ? { [K in keyof RQ & keyof Rels as RQ[K] extends false | undefined ? never : K]: RelValue<Rels[K], RQ[K], Ms> }
     : {});
 
-export interface Returning<Row, Rels> {
-  fields?: readonly (keyof Row & string)[];
-  relations?: RelationsQuery<Rels>;
+export interface Returning<Row, Rels, Ms = {}> {
+  fields?: readonly FieldOf<Row>[];
+  relations?: RelationsQuery<Rels, Ms>;
 }
 
-export interface Repository<Row, Rels = {}> {
+export interface Repository<Row, Rels = {}, Ms = {}> {
   readonly name: string;
-  select<const Q extends SelectQuery<Row, Rels> = {}>(query?: Q): Promise<ResultRow<Row, Rels, Q>[]>;
-  insert<const R extends Returning<Row, Rels> = {}>(args: {
+  select<const Q extends SelectQuery<Row, Rels, Ms> = {}>(query?: Q & CheckQuery<Q, Row, Rels, Ms>): Promise<ResultRow<Row, Rels, Q, Ms>[]>;
+  /**
+   * A live query: `onRows` gets `select(query)`'s rows now and whenever they change (writes here
+   * or in another tab, pulls, related rows at any depth); `onError` why the query cannot be
+   * answered. Returns the function that closes it.
+   */
+  live<const Q extends SelectQuery<Row, Rels, Ms> = {}>(
+    query: Q & CheckQuery<Q, Row, Rels, Ms>,
+    onRows: (rows: ResultRow<Row, Rels, Q, Ms>[]) => void,
+    onError?: (error: Error) => void,
+  ): () => void;
+  insert<const R extends Returning<Row, Rels, Ms> = {}>(args: {
     values: Partial<Row> | readonly Partial<Row>[];
-    returning?: R;
-  }): Promise<ResultRow<Row, Rels, R>[]>;
-  update<const R extends Returning<Row, Rels> = {}>(args: {
+    returning?: R & CheckQuery<R, Row, Rels, Ms>;
+  }): Promise<ResultRow<Row, Rels, R, Ms>[]>;
+  update<const R extends Returning<Row, Rels, Ms> = {}>(args: {
     where: Where<Row>;
     values: Partial<Row>;
-    returning?: R;
-  }): Promise<ResultRow<Row, Rels, R>[]>;
-  delete<const R extends Returning<Row, Rels> = {}>(args: { where: Where<Row>; returning?: R }): Promise<ResultRow<Row, Rels, R>[]>;
+    returning?: R & CheckQuery<R, Row, Rels, Ms>;
+  }): Promise<ResultRow<Row, Rels, R, Ms>[]>;
+  delete<const R extends Returning<Row, Rels, Ms> = {}>(args: { where: Where<Row>; returning?: R & CheckQuery<R, Row, Rels, Ms> }): Promise<ResultRow<Row, Rels, R, Ms>[]>;
   count(query?: { where?: Where<Row> }): Promise<number>;
-  get(key: Key): Promise<Row | null>;
+  get(key: Key): Promise<Stored<Row> | null>;
   /** Pulls `sync.query(query)` from the backend, merges it, resolves with the local rows. */
-  sync<const Q extends SelectQuery<Row, Rels> = {}>(query?: Q): Promise<ResultRow<Row, Rels, Q>[]>;
+  sync<const Q extends SelectQuery<Row, Rels, Ms> = {}>(query?: Q & CheckQuery<Q, Row, Rels, Ms>): Promise<ResultRow<Row, Rels, Q, Ms>[]>;
   getSyncStatus(): SyncStatus;
   subscribeSyncStatus(listener: (status: SyncStatus) => void): () => void;
 }
@@ -164,8 +238,10 @@ type ByName<M extends ModelsInput> = { [X in ModelUnion<M> as X extends Model<in
 
 /** Names of the models in a `models` input. */
 export type ModelName<M extends ModelsInput> = keyof ByName<M> & string;
+/** The models of a `models` input by name. */
+export type ModelsByName<M extends ModelsInput> = ByName<M>;
 /** The repository type of model `N`. */
-export type RepositoryOf<M extends ModelsInput, N extends ModelName<M>> = Repository<RowOf<ByName<M>[N]>, RelsOf<ByName<M>[N]>>;
+export type RepositoryOf<M extends ModelsInput, N extends ModelName<M>> = Repository<RowOf<ByName<M>[N]>, RelsOf<ByName<M>[N]>, ByName<M>>;
 
 export interface SyncOrmOptions<M extends ModelsInput> {
   storage?: Storage;
