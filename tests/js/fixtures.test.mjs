@@ -1,7 +1,7 @@
 // Apps as users write them, built from the packed npm tarball and loaded in headless Chromium: a
 // Vite + Vue 3 + TypeScript app (type-checked with vue-tsc, through the dev server and as a
-// production build) and Nuxt 3 and Nuxt 4 apps using `micro-sync/nuxt` (production builds, and
-// the Nuxt 4 dev server). Their source is the README's Vue and Nuxt sections, taken verbatim. Each
+// production build), Nuxt 3 and Nuxt 4 apps using `micro-sync/nuxt` (production builds, and the
+// Nuxt 4 dev server), and a webpack 5 app (development and production mode). Their source is the README's Vue and Nuxt sections, taken verbatim. Each
 // shows a live list that must update when another tab writes. The fixtures' npm packages are
 // pinned in tests/fixtures/*/package-lock.json and installed by `make tools`.
 import { test, before, after } from "node:test";
@@ -91,7 +91,7 @@ before(async () => {
   const packDir = mkdtempSync(join(tmpdir(), "micro-sync-pack-"));
   execFileSync("npm", ["pack", join(root, "pkg"), "--pack-destination", packDir, "--loglevel=error"], { stdio: "pipe" });
   const tarball = join(packDir, readdirSync(packDir).find((f) => f.endsWith(".tgz")));
-  for (const fixture of ["vite-vue", "nuxt3", "nuxt4"]) {
+  for (const fixture of ["vite-vue", "nuxt3", "nuxt4", "webpack"]) {
     const target = join(fixtures, fixture, "node_modules", "micro-sync");
     rmSync(target, { recursive: true, force: true });
     mkdirSync(target, { recursive: true });
@@ -185,5 +185,33 @@ test("Nuxt 4 dev server (nuxi dev): live across tabs", { timeout: 600_000 }, asy
     await liveAcrossTabs(dev.url);
   } finally {
     dev.stop();
+  }
+});
+
+test("webpack 5 without configuration for the package, development and production mode: live across tabs", { timeout: 300_000 }, async () => {
+  const dir = join(fixtures, "webpack");
+  const { default: webpack } = await import(join(dir, "node_modules", "webpack", "lib", "index.js"));
+  for (const mode of ["development", "production"]) {
+    const out = join(dir, "dist", mode);
+    rmSync(out, { recursive: true, force: true });
+    await new Promise((resolve, reject) =>
+      webpack({ mode, context: dir, entry: "./src/index.js", output: { path: out, publicPath: "auto" }, devtool: false }, (err, stats) =>
+        err || stats.hasErrors() ? reject(err ?? new Error(stats.toString("errors-only"))) : resolve(),
+      ),
+    );
+    writeFileSync(join(out, "index.html"), readFileSync(join(dir, "index.html")));
+    const emitted = readdirSync(out);
+    if (mode === "production") assert.ok(emitted.some((f) => f.endsWith(".wasm")), `the .wasm is an asset of the production build: ${emitted}`);
+
+    const context = await env.browser.newContext();
+    const url = `/tests/fixtures/webpack/dist/${mode}/index.html`;
+    const [a, b] = [await env.page(url, context), await env.page(url, context)];
+    await a.waitForFunction(() => Array.isArray(window.rows) || window.failure, null, { timeout: 30_000 });
+    for (let n = 1; n <= 3; n++) {
+      await b.evaluate((n) => window.addNote(n), n);
+      await a.waitForFunction((n) => window.rows?.length === n || window.failure, n, { timeout: 15_000 });
+    }
+    assert.deepEqual(await a.evaluate(() => [window.failure ?? null, window.rows.map((r) => r.n)]), [null, [1, 2, 3]], mode);
+    await context.close();
   }
 });
