@@ -13,10 +13,16 @@ export interface StandardSchemaV1<Input = unknown, Output = Input> {
 export type LegacySchema<Output> = { safeParse(v: unknown): unknown } | { parse(v: unknown): Output };
 export type AnySchema = StandardSchemaV1<any, any> | LegacySchema<any>;
 
+/**
+ * The row of a model without a schema that tells its fields: any fields, of any type (as Dexie
+ * types an untyped table), so templates and code can use them without casts.
+ */
+export type UntypedRow = Record<string, any>;
+
 export type InferRow<S> = S extends { readonly "~standard": { readonly types?: infer T } }
-  ? NonNullable<T> extends { readonly output: infer O } ? O : Record<string, unknown>
+  ? NonNullable<T> extends { readonly output: infer O } ? O : UntypedRow
   : S extends { parse(v: unknown): infer O } ? O
-  : Record<string, unknown>;
+  : UntypedRow;
 
 export type Key = string | number;
 
@@ -64,7 +70,7 @@ export interface ModelSync<Row> {
   timeoutMs?: number;
 }
 
-export interface Model<Name extends string = string, Row = Record<string, unknown>, Rels extends Record<string, Relation> = {}> {
+export interface Model<Name extends string = string, Row = UntypedRow, Rels extends Record<string, Relation> = {}> {
   readonly name: Name;
   readonly primaryKey: string;
   readonly schema?: AnySchema;
@@ -85,10 +91,10 @@ type ModelOptions<S extends AnySchema | undefined, Rels> = {
   primaryKey: S extends AnySchema ? FieldOf<InferRow<S>> : string;
   schema?: S;
   indexes?: readonly (S extends AnySchema ? FieldOf<InferRow<S>> : string)[];
-  sync?: ModelSync<S extends AnySchema ? InferRow<S> : Record<string, unknown>>;
+  sync?: ModelSync<S extends AnySchema ? InferRow<S> : UntypedRow>;
   relations?: Rels;
 };
-type RowFromSchema<S> = S extends AnySchema ? InferRow<S> : Record<string, unknown>;
+type RowFromSchema<S> = S extends AnySchema ? InferRow<S> : UntypedRow;
 
 /**
  * Defines a model. In a Vue `<script setup>` block `defineModel` is the compiler's macro: use

@@ -88,8 +88,10 @@ export default function microSyncModule(inlineOptions, nuxt) {
     { filename: "types/micro-sync.d.ts", write: true, getContents: () => typesSource(options) },
   );
   nuxt.options.plugins.push({ src: `${buildDir}/micro-sync.client.mjs`, mode: "client" });
-  nuxt.hook("prepare:types", ({ references }) => {
-    references.push({ path: `${buildDir}/types/micro-sync.d.ts` });
+  nuxt.hook("prepare:types", (context) => {
+    context.references.push({ path: `${buildDir}/types/micro-sync.d.ts` });
+    // The `microSync` key of nuxt.config, typed for the config's own TypeScript context too.
+    for (const list of [context.references, context.nodeReferences]) list?.push({ types: "micro-sync/nuxt" });
   });
 
   if (options.autoImports) {

@@ -159,12 +159,14 @@ test("Vite + Vue (README's Vue section): vue-tsc, dev server and production buil
 });
 
 for (const [fixture, layout] of [["nuxt3", "root"], ["nuxt4", "app"]]) {
-  test(`${fixture === "nuxt3" ? "Nuxt 3" : "Nuxt 4"} (README's Nuxt section, ${layout === "app" ? "app/ directory" : "files at the root"}): nuxi build, server-side rendering, live across tabs`, { timeout: 600_000 }, async () => {
+  test(`${fixture === "nuxt3" ? "Nuxt 3" : "Nuxt 4"} (README's Nuxt section, ${layout === "app" ? "app/ directory, nuxi typecheck" : "files at the root"}): nuxi build, server-side rendering, live across tabs`, { timeout: 600_000 }, async () => {
     const dir = join(fixtures, fixture);
     const files = readmeFiles("Nuxt");
     assert.deepEqual(files.map((f) => f.path).sort(), ["app/app.vue", "app/models.ts", "nuxt.config.ts"]);
     rmSync(join(dir, "app"), { recursive: true, force: true });
     write(dir, files, (p) => (layout === "root" ? p.replace(/^app\//, "") : p));
+    // Type-checks the README's files with the types the module generates ($sync, useQuery by name).
+    if (layout === "app") run(fixture, "nuxi", ["typecheck"]);
     run(fixture, "nuxi", ["build"]);
     const port = await freePort();
     const server = await serve(fixture, "node", [".output/server/index.mjs"], port);

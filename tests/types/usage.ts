@@ -59,7 +59,8 @@ async function usage() {
   expectType<{ name: string } | null>(one);
   const n: number = await u.count({ where: { active: false } });
   const free = await db.model("comments").select({ where: { anything: 1 } });
-  expectType<Record<string, unknown>[]>(free);
+  expectType<Record<string, any>[]>(free);
+  expectType<PropertyKey>(free[0].id);
 
   const status: SyncStatus = u.getSyncStatus();
   const off: () => void = u.subscribeSyncStatus((s) => expectType<number>(s.pendingCount));
