@@ -180,15 +180,18 @@ for (const [fixture, layout] of [["nuxt3", "root"], ["nuxt4", "app"]]) {
   });
 }
 
-test("Nuxt 4 dev server (nuxi dev): live across tabs", { timeout: 600_000 }, async () => {
-  const port = await freePort();
-  const dev = await serve("nuxt4", join(fixtures, "nuxt4", "node_modules", ".bin", "nuxi"), ["dev", "--port", String(port), "--host", "127.0.0.1", "--no-fork"], port);
-  try {
-    await liveAcrossTabs(dev.url);
-  } finally {
-    dev.stop();
-  }
-});
+// The dev servers, on the files the build tests above wrote.
+for (const fixture of ["nuxt3", "nuxt4"]) {
+  test(`${fixture === "nuxt3" ? "Nuxt 3" : "Nuxt 4"} dev server (nuxi dev): live across tabs`, { timeout: 600_000 }, async () => {
+    const port = await freePort();
+    const dev = await serve(fixture, join(fixtures, fixture, "node_modules", ".bin", "nuxi"), ["dev", "--port", String(port), "--host", "127.0.0.1", "--no-fork"], port);
+    try {
+      await liveAcrossTabs(dev.url);
+    } finally {
+      dev.stop();
+    }
+  });
+}
 
 test("webpack 5 without configuration for the package, development and production mode: live across tabs", { timeout: 300_000 }, async () => {
   const dir = join(fixtures, "webpack");
