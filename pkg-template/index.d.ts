@@ -58,11 +58,34 @@ export interface HookContext {
   signal: AbortSignal;
 }
 
+/** One pending write as the push hooks receive it. */
+export interface PushedMutation {
+  action: "insert" | "update" | "delete";
+  query: unknown;
+  /** Stable across retries: a backend deduplicates by it. */
+  mutationId: string;
+  model: string;
+}
+
+/**
+ * `sync.mutations`' answer for one entry: `"done"`, `"retry"` (it and the entries after it wait
+ * for its backoff) or `"reject"` (rolled back), or `{ status, error }`.
+ */
+export type BatchAnswer = "done" | "retry" | "reject" | { status: "done" | "retry" | "reject"; error?: unknown };
+
 export interface ModelSync<Row> {
   /** Pull: return backend rows for this query shape. */
   query?: (query: SelectQuery<Row>, ctx: HookContext) => Promise<Row[]>;
   /** Push one write. Throw `{ retryable: false }` (or `permanent: true`) to reject it for good. */
-  mutation?: (m: { action: "insert" | "update" | "delete"; query: unknown; mutationId: string; model: string }, ctx: HookContext) => Promise<unknown>;
+  mutation?: (m: PushedMutation, ctx: HookContext) => Promise<unknown>;
+  /**
+   * Push up to `batchSize` consecutive writes in one call, in outbox order (instead of
+   * `mutation`). Resolve with one answer per entry, or nothing when all are done; a throw counts
+   * for the first entry, the rest waiting behind it.
+   */
+  mutations?: (entries: PushedMutation[], ctx: HookContext) => Promise<readonly BatchAnswer[] | void>;
+  /** Entries per `mutations` call (default 100). */
+  batchSize?: number;
   /**
    * How long a hook call may stay pending before it fails (default 30 000 ms; `Infinity` for no
    * limit). A timed-out push is retried like any failed one; a timed-out pull rejects with SyncError.
@@ -88,6 +111,11 @@ export type RelsOf<M> = M extends Model<any, any, infer R> ? R : {};
 type FieldOf<Row> = keyof Row & string;
 
 type ModelOptions<S extends AnySchema | undefined, Rels> = {
+  /**
+   * Pending writes of one row made while offline merge before they are pushed (insert + update →
+   * one insert, insert + delete → nothing, update + update → one update). Default `true`.
+   */
+  coalesce?: boolean;
   primaryKey: S extends AnySchema ? FieldOf<InferRow<S>> : string;
   schema?: S;
   indexes?: readonly (S extends AnySchema ? FieldOf<InferRow<S>> : string)[];

@@ -220,7 +220,7 @@ const options = (v, what) => {
 /** Defines a model. `relations` may also be assigned later: `users.relations = { ... }`. */
 export function defineModel(name, opts) {
   if (typeof name !== "string" || name === "") throw new QueryError("defineModel needs a model name");
-  const { primaryKey, schema, indexes = [], sync, relations = {} } = options(opts, `defineModel("${name}")`);
+  const { primaryKey, schema, indexes = [], sync, relations = {}, coalesce = true } = options(opts, `defineModel("${name}")`);
   if (typeof primaryKey !== "string" || primaryKey === "") {
     throw new QueryError(`defineModel("${name}") needs a primaryKey field name`);
   }
@@ -234,7 +234,18 @@ export function defineModel(name, opts) {
   if (timeoutMs !== undefined && !(typeof timeoutMs === "number" && timeoutMs > 0)) {
     throw new QueryError(`defineModel("${name}"): sync.timeoutMs must be a positive number of milliseconds (Infinity for no limit)`);
   }
-  return { name, primaryKey, schema, indexes, sync, relations };
+  if (typeof coalesce !== "boolean") throw new QueryError(`defineModel("${name}"): coalesce must be true or false`);
+  if (sync?.mutation !== undefined && sync?.mutations !== undefined) {
+    throw new QueryError(`defineModel("${name}"): give sync.mutation (one write per call) or sync.mutations (batches), not both`);
+  }
+  for (const hook of ["mutation", "mutations", "query"]) {
+    if (sync?.[hook] !== undefined && typeof sync[hook] !== "function") throw new QueryError(`defineModel("${name}"): sync.${hook} must be a function`);
+  }
+  const batchSize = sync?.batchSize;
+  if (batchSize !== undefined && !(Number.isInteger(batchSize) && batchSize >= 1)) {
+    throw new QueryError(`defineModel("${name}"): sync.batchSize must be a whole number ≥ 1 (entries per sync.mutations call)`);
+  }
+  return { name, primaryKey, schema, indexes, sync, relations, coalesce };
 }
 
 /** `defineModel` under a name that does not collide with Vue's `<script setup>` macro. */
@@ -292,7 +303,8 @@ function describeModel(model) {
     fields: schemaFields(model.schema),
     relations: describeRelations(model),
     hasSchema: !!model.schema,
-    hasMutation: typeof model.sync?.mutation === "function",
+    hasMutation: typeof model.sync?.mutation === "function" || typeof model.sync?.mutations === "function",
+    coalesce: model.coalesce !== false,
   };
 }
 

@@ -683,6 +683,7 @@ async fn an_aborted_transaction_leaves_neither_row_nor_outbox_entry() {
             key: json!(1),
             row: None,
         }],
+        sent: false,
     };
     let batch = Batch {
         rows: vec![

@@ -55,7 +55,19 @@ const App = {
         lastSynced: last ? new Date(last).toLocaleTimeString() : "never",
       };
     });
-    watch(() => status.value.pending, async () => (pending.value = await sync.db.pending()), { immediate: true });
+    // What reached the backend: writes and the requests that carried them (batches of up to 100).
+    const backend = ref(null);
+    const refreshStats = async () => {
+      try {
+        backend.value = await (await fetch("/api/stats")).json();
+      } catch {
+        // The backend is unreachable: keep the last figures.
+      }
+    };
+    watch(() => status.value.pending, async () => {
+      pending.value = await sync.db.pending();
+      refreshStats();
+    }, { immediate: true });
 
     function show(e) {
       error.value = e.issues ? e.issues.map((i) => i.message).join("; ") : `${e.name}: ${e.message}`;
@@ -107,7 +119,7 @@ const App = {
 
     window.demo = { sync, network, pull };
     return {
-      projects, tasks, selected, search, showDone, sort, newTask, newPriority, newProject,
+      projects, tasks, backend, selected, search, showDone, sort, newTask, newPriority, newProject,
       editing, editTitle, error, pending, offline, status, addTask, addProject, toggle, remove, startEdit, saveEdit, retry,
       discard, setOffline, pull,
     };
@@ -120,6 +132,7 @@ const App = {
         <span v-if="status.syncing" class="badge">syncing…</span>
         <span class="badge" data-test="pending">{{ status.pending }} pending</span>
         <span class="muted">last synced {{ status.lastSynced }}</span>
+        <span v-if="backend" class="muted" data-test="batches">{{ backend.received }} writes sent in {{ backend.requests }} requests</span>
         <label class="switch"><input type="checkbox" :checked="offline" @change="setOffline($event.target.checked)" data-test="offline" /> go offline</label>
         <button class="ghost" @click="pull">Pull now</button>
       </div>

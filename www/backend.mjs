@@ -3,6 +3,9 @@
 //   POST /api/push  { mutationId, model, action, query }  applies one mutation, once: the
 //                   mutation id is recorded in the same transaction, so a repeated id is
 //                   acknowledged without being applied again.
+//   POST /api/push-batch { mutations: [...] }             applies a batch in ONE transaction,
+//                   each mutation once, in order; answers { results: [{ status, error? }] }, one
+//                   per mutation ("done", or "reject" for one the backend will never accept).
 //   POST /api/pull  { model, query }                      rows for a micro-sync query shape.
 //   GET  /api/stats                                        counts, for the demo and its tests.
 //
@@ -53,7 +56,8 @@ export async function createBackend() {
   await db.query(`create table if not exists rows (model text not null, id text not null, data jsonb not null, primary key (model, id))`);
   await db.query(`create table if not exists mutations (mutation_id text primary key, model text not null, action text not null, applied_at timestamptz not null default now())`);
   let delayMs = 0; // set by tests to keep pushes in flight
-  let received = 0;
+  let received = 0; // mutations received (repeats included)
+  let requests = 0; // push requests (one mutation, or a batch)
 
   const keysOf = (m) => {
     const keys = m.query?.where?.[MODELS[m.model]]?.in;
@@ -63,36 +67,73 @@ export async function createBackend() {
     return keys.map(String);
   };
 
-  async function push(m) {
-    if (!m || typeof m !== "object") throw new HttpError(400, "body must be a JSON object");
+  /** Throws an HttpError (4xx) for a mutation the backend will never accept. */
+  function check(m) {
+    if (!m || typeof m !== "object") throw new HttpError(400, "a mutation must be a JSON object");
     if (typeof m.mutationId !== "string" || !m.mutationId) throw new HttpError(400, "mutationId must be a non-empty string");
     if (!(m.model in MODELS)) throw new HttpError(400, `unknown model ${JSON.stringify(m.model)}`);
     if (!["insert", "update", "delete"].includes(m.action)) throw new HttpError(400, `unknown action ${JSON.stringify(m.action)}`);
-    received++;
-    if (delayMs) await new Promise((ok) => setTimeout(ok, delayMs));
     if (m.model === "tasks" && FORBIDDEN.test(JSON.stringify(m.query?.values ?? ""))) {
       throw new HttpError(422, "task titles containing “forbidden” are not accepted");
     }
-    return db.transaction(async (tx) => {
-      const seen = await tx.query(`insert into mutations (mutation_id, model, action) values ($1, $2, $3) on conflict do nothing returning mutation_id`, [m.mutationId, m.model, m.action]);
-      if (seen.rows.length === 0) return { applied: false, duplicate: true };
-      const pk = MODELS[m.model];
-      if (m.action === "insert") {
-        const values = m.query?.values;
-        if (!Array.isArray(values) || !values.every((r) => r && typeof r === "object" && (typeof r[pk] === "string" || typeof r[pk] === "number"))) {
-          throw new HttpError(400, `insert needs query.values: rows with a "${pk}"`);
-        }
-        for (const r of values) {
-          await tx.query(`insert into rows (model, id, data) values ($1, $2, $3) on conflict (model, id) do update set data = excluded.data`, [m.model, String(r[pk]), JSON.stringify(r)]);
-        }
-      } else if (m.action === "update") {
-        const values = m.query?.values;
-        if (!values || typeof values !== "object" || Array.isArray(values)) throw new HttpError(400, "update needs query.values: an object");
-        for (const id of keysOf(m)) await tx.query(`update rows set data = data || $3::jsonb where model = $1 and id = $2`, [m.model, id, JSON.stringify(values)]);
-      } else {
-        for (const id of keysOf(m)) await tx.query(`delete from rows where model = $1 and id = $2`, [m.model, id]);
+    const pk = MODELS[m.model];
+    if (m.action === "insert") {
+      const values = m.query?.values;
+      if (!Array.isArray(values) || !values.every((r) => r && typeof r === "object" && (typeof r[pk] === "string" || typeof r[pk] === "number"))) {
+        throw new HttpError(400, `insert needs query.values: rows with a "${pk}"`);
       }
-      return { applied: true };
+    } else {
+      keysOf(m);
+      const values = m.query?.values;
+      if (m.action === "update" && (!values || typeof values !== "object" || Array.isArray(values))) throw new HttpError(400, "update needs query.values: an object");
+    }
+  }
+
+  /** Applies a checked mutation in transaction `tx`, unless its id was applied before. */
+  async function apply(tx, m) {
+    const seen = await tx.query(`insert into mutations (mutation_id, model, action) values ($1, $2, $3) on conflict do nothing returning mutation_id`, [m.mutationId, m.model, m.action]);
+    if (seen.rows.length === 0) return { applied: false, duplicate: true };
+    const pk = MODELS[m.model];
+    if (m.action === "insert") {
+      for (const r of m.query.values) {
+        await tx.query(`insert into rows (model, id, data) values ($1, $2, $3) on conflict (model, id) do update set data = excluded.data`, [m.model, String(r[pk]), JSON.stringify(r)]);
+      }
+    } else if (m.action === "update") {
+      for (const id of keysOf(m)) await tx.query(`update rows set data = data || $3::jsonb where model = $1 and id = $2`, [m.model, id, JSON.stringify(m.query.values)]);
+    } else {
+      for (const id of keysOf(m)) await tx.query(`delete from rows where model = $1 and id = $2`, [m.model, id]);
+    }
+    return { applied: true };
+  }
+
+  async function push(m) {
+    check(m);
+    received++;
+    requests++;
+    if (delayMs) await new Promise((ok) => setTimeout(ok, delayMs));
+    return db.transaction((tx) => apply(tx, m));
+  }
+
+  async function pushBatch(body) {
+    const list = body?.mutations;
+    if (!Array.isArray(list) || list.length === 0 || list.length > 1000) throw new HttpError(400, "mutations must be an array of 1 to 1,000 mutations");
+    received += list.length;
+    requests++;
+    if (delayMs) await new Promise((ok) => setTimeout(ok, delayMs));
+    return db.transaction(async (tx) => {
+      const results = [];
+      for (const m of list) {
+        try {
+          check(m);
+        } catch (e) {
+          if (!(e instanceof HttpError)) throw e;
+          results.push({ status: "reject", error: e.message });
+          continue;
+        }
+        await apply(tx, m);
+        results.push({ status: "done" });
+      }
+      return { results };
     });
   }
 
@@ -117,7 +158,7 @@ export async function createBackend() {
   async function stats() {
     const m = await db.query(`select model, count(*)::int as n from mutations group by model`);
     const r = await db.query(`select model, count(*)::int as n from rows group by model`);
-    return { mutations: Object.fromEntries(m.rows.map((x) => [x.model, x.n])), rows: Object.fromEntries(r.rows.map((x) => [x.model, x.n])), received };
+    return { mutations: Object.fromEntries(m.rows.map((x) => [x.model, x.n])), rows: Object.fromEntries(r.rows.map((x) => [x.model, x.n])), received, requests };
   }
 
   async function readJson(req) {
@@ -143,6 +184,7 @@ export async function createBackend() {
     };
     try {
       if (path === "/api/push" && req.method === "POST") send(200, await push(await readJson(req)));
+      else if (path === "/api/push-batch" && req.method === "POST") send(200, await pushBatch(await readJson(req)));
       else if (path === "/api/pull" && req.method === "POST") send(200, await pull(await readJson(req)));
       else if (path === "/api/stats" && req.method === "GET") send(200, await stats());
       else if (path === "/api/test/delay" && req.method === "POST") send(200, { delayMs: (delayMs = Number((await readJson(req)).ms) || 0) });

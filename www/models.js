@@ -38,7 +38,8 @@ async function post(path, body, signal) {
 }
 
 const hooks = (model) => ({
-  mutation: (m, { signal }) => post("/api/push", m, signal),
+  // Up to 100 consecutive writes per request; the backend answers each: done or reject.
+  mutations: async (entries, { signal }) => (await post("/api/push-batch", { mutations: entries }, signal)).results,
   query: (query, { signal }) => post("/api/pull", { model, query }, signal),
   timeoutMs: 10_000,
 });

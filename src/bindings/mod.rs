@@ -239,7 +239,10 @@ impl Database {
         let validator = JsValidator::new(hooks.validate);
         let pushing = models
             .iter()
-            .filter(|m| has_hook(&hooks.syncs, &m.name, "mutation"))
+            .filter(|m| {
+                has_hook(&hooks.syncs, &m.name, "mutation")
+                    || has_hook(&hooks.syncs, &m.name, "mutations")
+            })
             .map(|m| m.name.clone())
             .collect();
         let remote = JsRemote::new(hooks.syncs, pushing, hooks.check_pulled);

@@ -59,9 +59,84 @@ pub fn to_js<T: Serialize + ?Sized>(v: &T) -> Result<JsValue, String> {
         .map_err(|e| e.to_string())
 }
 
+/// How many entries `sync.mutations` receives at most when the model sets no `batchSize`.
+const BATCH_SIZE: usize = 100;
+
+/// One answer of `sync.mutations`: `"done"`, `"retry"`, `"reject"`, or `{ status, error }`.
+fn batch_answer(v: &JsValue) -> PushOutcome {
+    let (status, error) = match v.as_string() {
+        Some(s) => (s, None),
+        None if v.is_object() => {
+            let get =
+                |k: &str| Reflect::get(v, &JsValue::from_str(k)).unwrap_or(JsValue::UNDEFINED);
+            let error = get("error");
+            let error = (!error.is_undefined() && !error.is_null()).then(|| message_of(&error));
+            (get("status").as_string().unwrap_or_default(), error)
+        }
+        None if v.is_undefined() || v.is_null() => ("done".into(), None),
+        None => (String::new(), None),
+    };
+    match status.as_str() {
+        "done" => PushOutcome::Done,
+        "reject" | "rejected" => PushOutcome::Reject(error.unwrap_or_else(|| "rejected by the backend".into())),
+        "retry" => PushOutcome::Retry(error.unwrap_or_else(|| "the backend asked to retry".into())),
+        other => PushOutcome::Retry(format!(
+            "sync.mutations answered {other:?} for an entry; answer \"done\", \"retry\" or \"reject\" (or {{ status, error }})"
+        )),
+    }
+}
+
 impl Remote for JsRemote {
     fn can_push(&self, model: &str) -> bool {
         self.pushing.iter().any(|m| m == model)
+    }
+
+    fn batch_of(&self, model: &str) -> Option<(String, usize)> {
+        if !has_hook(&self.syncs, model, "mutations") {
+            return None;
+        }
+        let size = Reflect::get(&self.sync_of(model), &JsValue::from_str("batchSize"))
+            .ok()
+            .and_then(|v| v.as_f64())
+            .filter(|n| *n >= 1.0)
+            .map_or(BATCH_SIZE, |n| n as usize);
+        Some((model.to_string(), size))
+    }
+
+    async fn push_batch(&self, entries: &[OutboxEntry]) -> Vec<PushOutcome> {
+        let Some(first) = entries.first() else {
+            return Vec::new();
+        };
+        let args: Vec<MutationArg> = entries
+            .iter()
+            .map(|e| MutationArg {
+                action: e.action,
+                query: &e.query,
+                mutation_id: &e.mutation_id,
+                model: &e.model,
+            })
+            .collect();
+        let arg = match to_js(&args) {
+            Ok(a) => a,
+            Err(e) => return vec![PushOutcome::Retry(e)],
+        };
+        let sync = self.sync_of(&first.model);
+        let timeout = Self::timeout_of(&sync);
+        match hooks::call(&sync, "mutations", &first.model, &arg, timeout).await {
+            // Nothing (or nothing to say per entry): every entry is done.
+            Ok(v) if v.is_undefined() || v.is_null() => vec![PushOutcome::Done; entries.len()],
+            Ok(v) if js_sys::Array::is_array(&v) => js_sys::Array::from(&v)
+                .iter()
+                .take(entries.len())
+                .map(|a| batch_answer(&a))
+                .collect(),
+            Ok(_) => vec![PushOutcome::Retry(
+                "sync.mutations must resolve to an array with one answer per entry (or nothing when all are done)".into(),
+            )],
+            // The whole call failed: the first entry takes the failure, the rest wait behind it.
+            Err(e) if hooks::is_permanent(&e) => vec![PushOutcome::Reject(message_of(&e))],
+            Err(e) => vec![PushOutcome::Retry(message_of(&e))],
+        }
     }
 
     async fn push(&self, entry: &OutboxEntry) -> PushOutcome {

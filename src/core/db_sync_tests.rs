@@ -9,6 +9,7 @@
 use super::{Db, DrainReport};
 use crate::core::db::{Env, NoValidation, Pulled, PushOutcome, Remote};
 use crate::core::outbox::{Action, OutboxEntry};
+use crate::core::scheduler::Event;
 use crate::core::schema::ModelDef;
 use crate::storage::MemoryStorage;
 use futures::channel::oneshot;
@@ -1022,6 +1023,9 @@ enum During {
 #[derive(Clone, Debug)]
 enum Step {
     Write(usize, W),
+    /// A write made while the tab is offline: its entry is not marked sent, so a drain may merge
+    /// it with the tab's other unsent writes (see `crate::core::coalesce`).
+    WriteOffline(usize, W),
     Drain {
         tab: usize,
         force: bool,
@@ -1089,6 +1093,7 @@ fn arb_step(tabs: usize, edits: bool) -> impl Strategy<Value = Step> {
     let (edit_weight, crash_weight) = if edits { (2, 0) } else { (0, 1) };
     prop_oneof![
         8 => (tab.clone(), arb_write()).prop_map(|(t, w)| Step::Write(t, w)),
+        5 => (tab.clone(), arb_write()).prop_map(|(t, w)| Step::WriteOffline(t, w)),
         3 => (tab.clone(), any::<bool>(), proptest::collection::vec(arb_ans(), 0..5), arb_otherwise())
             .prop_map(|(tab, force, answers, otherwise)| Step::Drain { tab, force, answers, otherwise }),
         2 => (tab.clone(), any::<bool>(), arb_ans(), arb_otherwise(), proptest::collection::vec(arb_during(tabs), 1..4))
@@ -1267,6 +1272,14 @@ impl Model {
         match step {
             Step::Write(tab, w) => {
                 let result = block_on(start_write(&self.tabs[*tab], w));
+                prop_assert!(result.is_ok(), "{:?}", result);
+                acted.push(*tab);
+            }
+            Step::WriteOffline(tab, w) => {
+                let db = &self.tabs[*tab];
+                db.schedule(Event::Online(false)).unwrap();
+                let result = block_on(start_write(db, w));
+                db.schedule(Event::Online(true)).unwrap();
                 prop_assert!(result.is_ok(), "{:?}", result);
                 acted.push(*tab);
             }

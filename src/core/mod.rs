@@ -2,6 +2,7 @@
 //! `cargo test`.
 
 pub mod batch;
+pub mod coalesce;
 pub mod db;
 pub mod ids;
 pub mod limits;

@@ -39,4 +39,14 @@ pub struct OutboxEntry {
     pub next_attempt_at: f64,
     /// Rows as they were before this write.
     pub before: Vec<Before>,
+    /// The entry may have been handed to the backend (marked, durably, before any push; entries
+    /// written while online are marked from the start). Only entries never sent may be merged
+    /// with others (see [`crate::core::coalesce`]): the backend could drop a merged entry as a
+    /// duplicate of its mutation id. Entries stored before this field existed count as sent.
+    #[serde(default = "sent_by_default")]
+    pub sent: bool,
+}
+
+fn sent_by_default() -> bool {
+    true
 }

@@ -178,6 +178,25 @@ pub trait Remote {
     /// Whether `model` has a `sync.mutation` hook.
     fn can_push(&self, model: &str) -> bool;
     async fn push(&self, entry: &OutboxEntry) -> PushOutcome;
+    /// The batch hook `model`'s entries go to (`sync.mutations`): `(hook, batch size)`.
+    /// Consecutive entries of one hook are pushed together by [`Remote::push_batch`].
+    fn batch_of(&self, _model: &str) -> Option<(String, usize)> {
+        None
+    }
+    /// Pushes consecutive entries at once; answers per entry, in order (an answer missing at the
+    /// end counts as a failure of that entry).
+    async fn push_batch(&self, entries: &[OutboxEntry]) -> Vec<PushOutcome> {
+        let mut out = Vec::with_capacity(entries.len());
+        for e in entries {
+            let outcome = self.push(e).await;
+            let stop = matches!(outcome, PushOutcome::Retry(_));
+            out.push(outcome);
+            if stop {
+                break;
+            }
+        }
+        out
+    }
     /// Rows the backend returns for `query` (`sync.query`).
     async fn pull(&self, model: &str, query: Option<&Value>)
         -> std::result::Result<Pulled, String>;

@@ -13,6 +13,7 @@ fn model(fields: Option<&[&str]>) -> ModelDef {
         relations: Default::default(),
         has_schema: false,
         has_mutation: false,
+        coalesce: true,
     }
 }
 

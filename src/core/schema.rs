@@ -41,6 +41,13 @@ pub struct ModelDef {
     /// The model pushes writes (`sync.mutation`), so writes also produce outbox entries.
     #[serde(default)]
     pub has_mutation: bool,
+    /// Pending writes of one row merge before they are pushed (see [`crate::core::coalesce`]).
+    #[serde(default = "yes")]
+    pub coalesce: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl ModelDef {

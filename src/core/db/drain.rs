@@ -3,8 +3,10 @@
 
 use super::Out;
 use super::{Db, Remote, Storage, Validator};
+use crate::core::coalesce;
 use crate::core::db::PushOutcome;
 use crate::core::limits::{too_deep_path, MAX_DEPTH};
+use crate::core::outbox::OutboxEntry;
 use crate::core::query::Select;
 use crate::core::queue::Turn;
 use crate::core::replica::pull_issue;
@@ -43,7 +45,7 @@ impl<S: Storage, V: Validator, R: Remote> Db<S, V, R> {
 
     /// Whether a push waits for its hook right now.
     pub fn push_in_flight(&self) -> bool {
-        self.in_flight.borrow().is_some()
+        !self.in_flight.borrow().is_empty()
     }
 
     /// When the outbox head may be pushed next; `None` when the outbox is empty or its head
@@ -108,7 +110,7 @@ impl<S: Storage, V: Validator, R: Remote> Db<S, V, R> {
         self.ready().await?;
         let mut report = DrainReport::default();
         let result = self.drain_loop(force, &mut report).await;
-        *self.in_flight.borrow_mut() = None;
+        self.in_flight.borrow_mut().clear();
         report.remaining = self.replica.borrow().outbox().len();
         self.notify();
         result.map(|()| report)
@@ -120,83 +122,171 @@ impl<S: Storage, V: Validator, R: Remote> Db<S, V, R> {
             if !self.status.borrow().sched.online() || self.closing.get() {
                 break;
             }
-            let head = self.replica.borrow().outbox().first().cloned();
-            let Some(entry) = head else { break };
             let now = (self.env.now)();
-            if (!force && entry.next_attempt_at > now) || !tried.insert(entry.mutation_id.clone()) {
-                break;
-            }
-            if !self.remote.can_push(&entry.model) {
+            let entries = self.next_push(force, now, &tried);
+            let Some(head) = entries.first() else { break };
+            if !self.remote.can_push(&head.model) {
                 // Written by a model that no longer pushes: nothing can deliver it.
                 break;
             }
-            *self.in_flight.borrow_mut() = Some(entry.mutation_id.clone());
-            let outcome = self.remote.push(&entry).await;
-            *self.in_flight.borrow_mut() = None;
+            if entries.iter().any(|e| !e.sent) {
+                // Written while offline: merge what can be, and mark it all sent before any of
+                // it leaves.
+                self.prepare_push().await?;
+                continue;
+            }
+            tried.extend(entries.iter().map(|e| e.mutation_id.clone()));
+            *self.in_flight.borrow_mut() = entries.iter().map(|e| e.mutation_id.clone()).collect();
+            let outcomes = if self.remote.batch_of(&head.model).is_some() {
+                self.remote.push_batch(&entries).await
+            } else {
+                vec![self.remote.push(head).await]
+            };
+            self.in_flight.borrow_mut().clear();
             let _turn = self.queue.turn().await;
             self.check_open()?;
-            let id = entry.mutation_id.as_str();
-            let now = (self.env.now)();
-            match outcome {
-                PushOutcome::Done => {
-                    if !self.has_entry(id) {
-                        continue;
-                    }
-                    let batch = self.replica.borrow().plan_push_done(id)?;
-                    self.replica.borrow_mut().apply(&batch);
-                    self.acks.borrow_mut().merge(batch);
-                    if self.acks.borrow().outbox_delete.len() >= ACK_BATCH {
-                        self.flush_acks().await?;
-                    }
-                    let mut status = self.status.borrow_mut();
-                    let m = status.model_mut(&entry.model);
-                    m.last_synced_at = Some(now);
-                    if !m.last_error_is_rejection {
-                        m.last_error = None;
-                    }
-                    report.pushed += 1;
-                }
-                PushOutcome::Retry(msg) => {
-                    let delay = self.backoff.delay(entry.attempts + 1, (self.env.random)());
-                    let planned = self
-                        .commit_planned(&[], |replica| {
-                            if !replica.outbox().iter().any(|e| e.mutation_id == id) {
-                                return Ok(None);
-                            }
-                            let batch = replica.plan_push_retry(id, &msg, now + delay)?;
-                            Ok(Some((batch, ())))
-                        })
-                        .await?;
-                    if planned.is_some() {
-                        self.set_error(&entry.model, msg, false);
-                        report.retried += 1;
-                        self.notify();
-                    }
-                    break;
-                }
-                PushOutcome::Reject(msg) => {
-                    let planned = self
-                        .commit_planned(std::slice::from_ref(&entry.model), |replica| {
-                            if !replica.outbox().iter().any(|e| e.mutation_id == id) {
-                                return Ok(None);
-                            }
-                            Ok(Some((replica.plan_rollback(id)?, ())))
-                        })
-                        .await?;
-                    if planned.is_some() {
-                        let action = format!("{:?}", entry.action).to_lowercase();
-                        self.set_error(
-                            &entry.model,
-                            format!("{action} {id} rejected: {msg}"),
-                            true,
-                        );
-                        report.rejected += 1;
-                    }
+            let mut outcomes = outcomes.into_iter();
+            for entry in &entries {
+                let outcome = outcomes.next().unwrap_or_else(|| {
+                    PushOutcome::Retry("the batch hook gave no answer for this entry".into())
+                });
+                if !self.settle(entry, outcome, report).await? {
+                    // A failed entry waits for its backoff, and everything after it with it.
+                    return Ok(());
                 }
             }
-            self.notify();
         }
         Ok(())
+    }
+
+    /// What to push next: the outbox head if it is due (`force` ignores backoff) and not tried
+    /// in this round, with (for a model with a batch hook) the consecutive due entries of the
+    /// same hook after it, up to the batch size.
+    fn next_push(&self, force: bool, now: f64, tried: &HashSet<String>) -> Vec<OutboxEntry> {
+        let replica = self.replica.borrow();
+        let ready = |e: &&OutboxEntry| {
+            (force || e.next_attempt_at <= now) && !tried.contains(&e.mutation_id)
+        };
+        let mut outbox = replica.outbox().iter();
+        let Some(head) = outbox.next().filter(ready) else {
+            return Vec::new();
+        };
+        let mut out = vec![head.clone()];
+        if let Some((hook, size)) = self.remote.batch_of(&head.model) {
+            out.extend(
+                outbox
+                    .take_while(|e| {
+                        ready(e)
+                            && self
+                                .remote
+                                .batch_of(&e.model)
+                                .is_some_and(|(h, _)| h == hook)
+                    })
+                    .take(size.saturating_sub(1))
+                    .cloned(),
+            );
+        }
+        out
+    }
+
+    /// Before entries written while offline are pushed: merges pending writes of one row (see
+    /// [`crate::core::coalesce`]), then marks every entry not yet sent as sent, in one commit.
+    async fn prepare_push(&self) -> Result<()> {
+        let in_flight = self.in_flight.borrow().clone();
+        let _turn = self.queue.turn().await;
+        self.commit_planned(&[], |replica| {
+            let schema = &replica.schema;
+            let enabled = |m: &str| schema.model(m).is_ok_and(|d| d.coalesce);
+            let mut batch =
+                coalesce::plan(replica.outbox(), &in_flight, enabled).unwrap_or_default();
+            for e in &mut batch.outbox_put {
+                e.sent = true;
+            }
+            for e in replica.outbox() {
+                let handled = batch.outbox_delete.contains(&e.mutation_id)
+                    || batch
+                        .outbox_put
+                        .iter()
+                        .any(|p| p.mutation_id == e.mutation_id);
+                if !e.sent && !handled {
+                    batch.outbox_put.push(OutboxEntry {
+                        sent: true,
+                        ..e.clone()
+                    });
+                }
+            }
+            Ok((!batch.is_empty()).then_some((batch, ())))
+        })
+        .await?;
+        self.notify();
+        Ok(())
+    }
+
+    /// Applies one push's outcome (the caller holds a turn). Resolves `false` when the entry
+    /// is to be retried later: the drain stops there.
+    async fn settle(
+        &self,
+        entry: &OutboxEntry,
+        outcome: PushOutcome,
+        report: &mut DrainReport,
+    ) -> Result<bool> {
+        let id = entry.mutation_id.as_str();
+        let now = (self.env.now)();
+        match outcome {
+            PushOutcome::Done => {
+                if !self.has_entry(id) {
+                    return Ok(true);
+                }
+                let batch = self.replica.borrow().plan_push_done(id)?;
+                self.replica.borrow_mut().apply(&batch);
+                self.acks.borrow_mut().merge(batch);
+                if self.acks.borrow().outbox_delete.len() >= ACK_BATCH {
+                    self.flush_acks().await?;
+                }
+                let mut status = self.status.borrow_mut();
+                let m = status.model_mut(&entry.model);
+                m.last_synced_at = Some(now);
+                if !m.last_error_is_rejection {
+                    m.last_error = None;
+                }
+                report.pushed += 1;
+            }
+            PushOutcome::Retry(msg) => {
+                let delay = self.backoff.delay(entry.attempts + 1, (self.env.random)());
+                let planned = self
+                    .commit_planned(&[], |replica| {
+                        if !replica.outbox().iter().any(|e| e.mutation_id == id) {
+                            return Ok(None);
+                        }
+                        let batch = replica.plan_push_retry(id, &msg, now + delay)?;
+                        Ok(Some((batch, ())))
+                    })
+                    .await?;
+                if planned.is_some() {
+                    self.set_error(&entry.model, msg, false);
+                    report.retried += 1;
+                    self.notify();
+                }
+                return Ok(false);
+            }
+            PushOutcome::Reject(msg) => {
+                let planned = self
+                    .commit_planned(std::slice::from_ref(&entry.model), |replica| {
+                        if !replica.outbox().iter().any(|e| e.mutation_id == id) {
+                            return Ok(None);
+                        }
+                        Ok(Some((replica.plan_rollback(id)?, ())))
+                    })
+                    .await?;
+                if planned.is_some() {
+                    let action = format!("{:?}", entry.action).to_lowercase();
+                    self.set_error(&entry.model, format!("{action} {id} rejected: {msg}"), true);
+                    report.rejected += 1;
+                }
+            }
+        }
+        self.notify();
+        Ok(true)
     }
 
     fn has_entry(&self, mutation_id: &str) -> bool {
@@ -367,7 +457,7 @@ impl<S: Storage, V: Validator, R: Remote> Db<S, V, R> {
     pub async fn discard_pending_in(&self, turn: Turn, mutation_id: &str) -> Result<()> {
         let _turn = turn.await;
         self.check_open()?;
-        if self.in_flight.borrow().as_deref() == Some(mutation_id) {
+        if self.in_flight.borrow().iter().any(|id| id == mutation_id) {
             return Err(Error::Sync(format!(
                 "mutation {mutation_id} is being pushed right now; discard it after the push settled (if it is still pending then)"
             )));

@@ -83,8 +83,8 @@ pub struct Db<S, V, R = NoRemote> {
     /// `ACK_BATCH` of them wait). Losing them (a crash) only re-sends those entries with their
     /// mutation ids, which the backend deduplicates.
     acks: RefCell<Batch>,
-    /// The mutation id whose push is in flight.
-    in_flight: RefCell<Option<String>>,
+    /// The mutation ids whose push is in flight.
+    in_flight: RefCell<Vec<String>>,
     /// Stored records that could not be decoded (left in storage, skipped in memory).
     unreadable: RefCell<Vec<Unreadable>>,
     /// Open live queries.
@@ -119,7 +119,7 @@ impl<S: Storage, V: Validator, R: Remote> Db<S, V, R> {
             closing: Cell::new(false),
             seq: Cell::new(0),
             acks: RefCell::default(),
-            in_flight: RefCell::new(None),
+            in_flight: RefCell::new(Vec::new()),
             unreadable: RefCell::new(Vec::new()),
             live: RefCell::default(),
         })
@@ -249,6 +249,8 @@ impl<S: Storage, V: Validator, R: Remote> Db<S, V, R> {
                 != (before.online(), before.running(), before.draining());
             (commands, changed)
         };
+        let online = self.status.borrow().sched.online();
+        self.replica.borrow_mut().set_online(online);
         if changed {
             self.notify();
         }

@@ -40,6 +40,8 @@ pub struct Replica {
     ids: RefCell<IdGen>,
     /// Rows changed in memory since live queries last looked (see [`crate::core::live`]).
     touched: Touched,
+    /// New outbox entries count as sent (the network is up: they are pushed at once).
+    online: bool,
 }
 
 /// What a write returns: `returning: { fields, relations }` parsed up front, so a bad option fails
@@ -55,7 +57,14 @@ impl Replica {
             outbox: Vec::new(),
             ids: RefCell::new(IdGen::default()),
             touched: Touched::default(),
+            online: true,
         }
+    }
+
+    /// Whether the network is up: new outbox entries are then marked sent from the start, since
+    /// they are pushed at once (see [`OutboxEntry::sent`]).
+    pub fn set_online(&mut self, online: bool) {
+        self.online = online;
     }
 
     /// Where new ids take their random bits from.

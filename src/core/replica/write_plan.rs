@@ -100,6 +100,7 @@ impl Replica {
             last_error: None,
             next_attempt_at: now,
             before,
+            sent: self.online,
         }
     }
 
