@@ -6,7 +6,7 @@ export PATH := $(CURDIR)/tests/node_modules/.bin:$(HOME)/.cargo/bin:$(PATH)
 WASM_PACK_FLAGS := --mode no-install
 CHROMEDRIVER = $(shell command -v chromedriver)
 
-.PHONY: tools test build bench demo fmt-check clippy host-test browser-test type-test js-test clean
+.PHONY: tools test build bench demo fmt-check clippy host-test browser-test type-test js-test pg-test clean
 
 tools:
 	@bash .ci/tools.sh
@@ -22,7 +22,7 @@ tools:
 	  if [ ! -d $$app/node_modules/.bin ] || [ $$app/package-lock.json -nt $$app/node_modules/.package-lock.json ]; then \
 	    echo "[tools] npm ($$app)"; (cd $$app && { npm ci --no-audit --no-fund --loglevel=error 2>/dev/null || npm install --no-audit --no-fund --loglevel=error; }) || exit 1; fi; done
 
-test: tools fmt-check clippy host-test browser-test build type-test js-test
+test: tools fmt-check clippy host-test browser-test build type-test js-test pg-test
 	@echo "make test: all checks passed"
 
 fmt-check:
@@ -55,6 +55,10 @@ type-test:
 
 js-test:
 	node --test --test-concurrency=1 tests/js/
+
+# The demo's end-to-end tests again, against a real PostgreSQL server (a throwaway cluster).
+pg-test:
+	bash tests/pg.sh
 
 # Benchmarks beside Dexie and raw IndexedDB (prints a table, writes BENCHMARKS.md).
 bench: build

@@ -36,6 +36,15 @@ if ! have chromium || ! have chromedriver; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends chromium chromium-driver
 fi
 
+# 2b. PostgreSQL from Debian, for the demo's end-to-end tests against a real server (tests/pg.sh
+#     starts a throwaway cluster; the package's own cluster is not used).
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+  say "installing postgresql from apt"
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends postgresql
+fi
+
 # 3. wasm-pack at the pinned version.
 if ! have wasm-pack || [ "$(wasm-pack --version | awk '{print $2}')" != "$WASM_PACK_VERSION" ]; then
   say "cargo install wasm-pack $WASM_PACK_VERSION (a few minutes)"

@@ -21,6 +21,13 @@ after(async () => {
   await backend?.close();
 });
 
+test(`the backend runs on ${process.env.DATABASE_URL ? "PostgreSQL (DATABASE_URL)" : "PGlite, embedded"}`, async () => {
+  const { rows } = await backend.query("select version() as v");
+  assert.match(rows[0].v, /PostgreSQL/);
+  const embedded = /emscripten|wasm/i.test(rows[0].v);
+  assert.equal(embedded, !process.env.DATABASE_URL, rows[0].v);
+});
+
 const count = async (sql, params = []) => Number((await backend.query(sql, params)).rows[0].n);
 const openDemo = async (context) => {
   const page = await env.page("/", context);
