@@ -293,6 +293,11 @@ export interface SyncOrm<M extends ModelsInput = ModelsInput> {
   startEngine(): void;
   stopEngine(): void;
   /**
+   * Resumes pushes paused because a push hook threw an error with `needsAuth: true` (nothing was
+   * rolled back or retried meanwhile). Call it once the user signed in again.
+   */
+  resumeSync(): void;
+  /**
    * Pushes every pending write now, ignoring backoff; resolves when each has been tried. Called
    * while a push is in flight (from a sync hook, say), it resolves at once and the running drain
    * carries on without backoff once that push settled.
@@ -375,6 +380,8 @@ export interface SyncStatus {
   readonly pendingCount: number;
   readonly lastError: string | null;
   readonly lastSyncedAt: number | null;
+  /** Pushes wait for `db.resumeSync()`: a push hook threw an error with `needsAuth: true`. */
+  readonly needsAuth: boolean;
 }
 
 export interface NetworkDetector {

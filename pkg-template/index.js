@@ -558,7 +558,7 @@ class Repository {
 }
 
 const offlineDefault = () => (typeof navigator !== "undefined" && typeof navigator.onLine === "boolean" ? navigator.onLine : true);
-const statusOf = (online, lastError = null) => Object.freeze({ online, engineRunning: false, syncing: false, pendingCount: 0, lastError, lastSyncedAt: null });
+const statusOf = (online, lastError = null) => Object.freeze({ online, engineRunning: false, syncing: false, pendingCount: 0, lastError, lastSyncedAt: null, needsAuth: false });
 
 class SyncOrm {
   #db = null; // the engine's Database, once WebAssembly is loaded
@@ -750,6 +750,14 @@ class SyncOrm {
   /** Starts the background loop (see `createSyncOrm({ engine })`). */
   startEngine() {
     this._startLoop(undefined, undefined);
+  }
+
+  /**
+   * Pushes paused because a hook said the backend needs credentials (an error with
+   * `needsAuth: true`; the status shows `needsAuth`) go on: call it once the user signed in.
+   */
+  resumeSync() {
+    this._invoke((db) => db.resumeSync()).catch(() => {});
   }
 
   /** Stops the background loop; writes stay queued until it starts again. */

@@ -441,6 +441,12 @@ impl Database {
             .map_err(|e| to_js_error(crate::Error::query(e)))
     }
 
+    /// Pushes paused because the backend asked for credentials go on.
+    #[wasm_bindgen(js_name = resumeSync)]
+    pub fn resume_sync(&self) {
+        self.rt.resume();
+    }
+
     #[wasm_bindgen(js_name = stopEngine)]
     pub fn stop_engine(&self) {
         fatal::as_engine(self.id, || self.rt.stop());

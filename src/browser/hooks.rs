@@ -64,6 +64,12 @@ pub fn message_of(e: &JsValue) -> String {
         .unwrap_or_else(|| "unknown error".into())
 }
 
+/// A hook error says the backend needs credentials first (`needsAuth: true`).
+pub fn needs_auth(e: &JsValue) -> bool {
+    e.is_object()
+        && Reflect::get(e, &JsValue::from_str("needsAuth")).is_ok_and(|v| v == JsValue::TRUE)
+}
+
 /// A hook error is a rejection when it says it will never succeed (`retryable: false` or
 /// `permanent: true`).
 pub fn is_permanent(e: &JsValue) -> bool {

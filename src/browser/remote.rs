@@ -134,6 +134,7 @@ impl Remote for JsRemote {
                 "sync.mutations must resolve to an array with one answer per entry (or nothing when all are done)".into(),
             )],
             // The whole call failed: the first entry takes the failure, the rest wait behind it.
+            Err(e) if hooks::needs_auth(&e) => vec![PushOutcome::NeedsAuth(message_of(&e))],
             Err(e) if hooks::is_permanent(&e) => vec![PushOutcome::Reject(message_of(&e))],
             Err(e) => vec![PushOutcome::Retry(message_of(&e))],
         }
@@ -153,6 +154,7 @@ impl Remote for JsRemote {
         let timeout = Self::timeout_of(&sync);
         match hooks::call(&sync, "mutation", &entry.model, &arg, timeout).await {
             Ok(_) => PushOutcome::Done,
+            Err(e) if hooks::needs_auth(&e) => PushOutcome::NeedsAuth(message_of(&e)),
             Err(e) if hooks::is_permanent(&e) => PushOutcome::Reject(message_of(&e)),
             Err(e) => PushOutcome::Retry(message_of(&e)),
         }

@@ -177,6 +177,11 @@ impl Runtime {
         Ok(())
     }
 
+    /// `db.resumeSync()`: pushes paused for credentials go on now.
+    pub fn resume(&self) {
+        self.feed(Event::Resume);
+    }
+
     pub fn stop(&self) {
         self.start_when_open.set(false);
         if self.open.get() && !self.ended.get() {
@@ -283,8 +288,11 @@ impl Runtime {
                         // never push what it already did.
                         let _ = db.catch_up().await;
                     }
-                    let _ = db.drain_round(force).await;
+                    let report = db.drain_round(force).await;
                     if let Some(rt) = me.upgrade() {
+                        if report.is_ok_and(|r| r.needs_auth) {
+                            rt.feed(Event::Paused);
+                        }
                         rt.feed(Event::Drained { due: db.next_due() });
                         rt.settle(round);
                     }

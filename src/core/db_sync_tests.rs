@@ -122,6 +122,7 @@ impl Backend {
         let id = &entry.mutation_id;
         let outcome = match outcome {
             PushOutcome::Retry(m) => PushOutcome::Retry(m),
+            PushOutcome::NeedsAuth(m) => PushOutcome::NeedsAuth(m),
             _ if self.applied.contains(id) => PushOutcome::Done,
             _ if self.rejected.contains(id) => PushOutcome::Reject("already refused".into()),
             PushOutcome::Done => {
@@ -349,6 +350,7 @@ fn report(pushed: usize, retried: usize, rejected: usize, remaining: usize) -> D
         retried,
         rejected,
         remaining,
+        needs_auth: false,
     }
 }
 
@@ -461,6 +463,53 @@ fn a_retry_backs_off_and_holds_back_the_entries_behind_it() {
         None,
         "a retryable error clears on the next successful push"
     );
+}
+
+#[test]
+fn a_backend_asking_for_credentials_pauses_pushes_until_resumed() {
+    let (_storage, remote, db) = setup();
+    insert(&db, json!({ "id": 1, "v": 1 }));
+    insert(&db, json!({ "id": 2, "v": 2 }));
+    remote.answer(PushOutcome::NeedsAuth("401: sign in again".into()));
+    let first = drain(&db, false);
+    assert!(first.needs_auth);
+    assert_eq!(
+        (first.pushed, first.retried, first.rejected, first.remaining),
+        (0, 0, 0, 2)
+    );
+    // Nothing rolled back, no attempt counted, no backoff: the entries wait as they were.
+    let pending = db.pending().unwrap();
+    assert_eq!(pending.len(), 2);
+    assert!(pending
+        .iter()
+        .all(|e| e.attempts == 0 && e.next_attempt_at <= now()));
+    assert_eq!(
+        rows(&db),
+        [json!({ "id": 1, "v": 1 }), json!({ "id": 2, "v": 2 })]
+    );
+    let status = db.status("t").unwrap();
+    assert!(status.needs_auth);
+    assert_eq!(status.last_error.as_deref(), Some("401: sign in again"));
+    // Paused: neither a write's request, a forced drain nor the loop pushes anything.
+    insert(&db, json!({ "id": 3, "v": 3 }));
+    assert_eq!(
+        block_on(db.drain(true)).unwrap(),
+        None,
+        "no drain runs while paused"
+    );
+    block_on(db.drive(Event::Start)).unwrap();
+    block_on(db.drive(Event::Tick)).unwrap();
+    assert_eq!(remote.pushed().len(), 1, "only the push that was told");
+    // Signed in again: everything goes, in order.
+    let resumed = block_on(db.drive(Event::Resume))
+        .unwrap()
+        .expect("a drain runs");
+    assert_eq!(
+        (resumed.pushed, resumed.remaining, resumed.needs_auth),
+        (3, 0, false)
+    );
+    assert!(!db.status("t").unwrap().needs_auth);
+    assert_eq!(remote.pushed_ids().len(), 4);
 }
 
 #[test]

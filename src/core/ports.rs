@@ -153,6 +153,9 @@ pub enum PushOutcome {
     Retry(String),
     /// The backend refused it for good: drop the entry and roll the change back.
     Reject(String),
+    /// The backend needs credentials first (`needsAuth: true`): keep the entry as it is (no
+    /// attempt counted, no backoff) and push nothing until the app resumes.
+    NeedsAuth(String),
 }
 
 /// What a pull brought: the backend's rows in its order, and the issues of rows the remote port

@@ -13,6 +13,8 @@
 //! | `Online(true)`       | running                      | online; wanted                   |
 //! | `Online(false)`      |                              | offline; a wanted drain `Settle`s |
 //! | `Stop`               |                              | not running (a drain in flight finishes) |
+//! | `Paused`             | a drain met a backend asking for credentials | paused: wants are dropped (`Settle`) until `Resume` |
+//! | `Resume`             | paused                       | not paused; wanted               |
 //!
 //! ## Serving it
 //! | lease      | drain   | wanted | does                                                     |
@@ -66,6 +68,10 @@ pub enum Event {
     LeaseIdle,
     Released,
     Close,
+    /// A push hook said the backend needs credentials (`needsAuth: true`): no drain until `Resume`.
+    Paused,
+    /// The app signed in again (`db.resumeSync()`).
+    Resume,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -94,6 +100,8 @@ pub struct Scheduler {
     online: bool,
     running: bool,
     closed: bool,
+    /// Pushes wait for `Resume` (the backend asked for credentials).
+    paused: bool,
     lease: Lease,
     draining: bool,
     wanted: bool,
@@ -111,6 +119,7 @@ impl Scheduler {
             online,
             running: false,
             closed: false,
+            paused: false,
             lease: Lease::Free,
             draining: false,
             wanted: false,
@@ -136,6 +145,11 @@ impl Scheduler {
 
     pub fn lease(&self) -> Lease {
         self.lease
+    }
+
+    /// Whether pushes wait for `Resume` (the backend asked for credentials).
+    pub fn paused(&self) -> bool {
+        self.paused
     }
 
     /// Whether a drain is wanted but not yet started.
@@ -200,6 +214,20 @@ impl Scheduler {
                 self.expect(self.lease == Lease::Releasing, event)?;
                 self.lease = Lease::Free;
             }
+            Event::Paused => {
+                self.paused = true;
+                if self.wanted {
+                    self.wanted = false;
+                    self.force = false;
+                    out.push(Command::Settle);
+                }
+            }
+            Event::Resume => {
+                if self.paused {
+                    self.paused = false;
+                    self.want(false, false, &mut out);
+                }
+            }
             Event::Close => {
                 self.closed = true;
                 self.running = false;
@@ -240,7 +268,7 @@ impl Scheduler {
         if from_loop && !self.running {
             return;
         }
-        if !self.online || self.closed {
+        if !self.online || self.closed || self.paused {
             if !from_loop {
                 out.push(Command::Settle);
             }
@@ -279,7 +307,8 @@ impl Scheduler {
                 out.push(Command::ArmIdle);
             }
         }
-        let wake = if self.running && self.online && !self.draining && !self.wanted {
+        let wake = if self.running && self.online && !self.paused && !self.draining && !self.wanted
+        {
             self.due
         } else {
             None

@@ -411,3 +411,40 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn paused_drops_wants_until_resumed() {
+    let mut s = Scheduler::new(true);
+    s.on(Event::Start).unwrap();
+    s.on(Event::LeaseGranted).unwrap();
+    s.on(Event::Paused).unwrap();
+    s.on(Event::Drained { due: Some(0.0) }).unwrap();
+    assert!(s.paused());
+    assert_eq!(
+        s.on(Event::Request { force: true }).unwrap(),
+        vec![Command::Settle],
+        "a request waits for nothing"
+    );
+    assert!(s
+        .on(Event::Tick)
+        .unwrap()
+        .iter()
+        .all(|c| !matches!(c, Command::Drain { .. })));
+    assert!(s
+        .on(Event::Wake)
+        .unwrap()
+        .iter()
+        .all(|c| !matches!(c, Command::Drain { .. })));
+    assert!(!s.wanted());
+    let resumed = s.on(Event::Resume).unwrap();
+    assert!(
+        resumed
+            .iter()
+            .any(|c| matches!(c, Command::Drain { .. } | Command::RequestLease)),
+        "{resumed:?}"
+    );
+    assert!(!s.paused());
+    // Resume when not paused changes nothing.
+    let mut idle = Scheduler::new(true);
+    assert_eq!(idle.on(Event::Resume).unwrap(), vec![]);
+}

@@ -15,6 +15,8 @@ pub struct SyncStatus {
     pub pending_count: usize,
     pub last_error: Option<String>,
     pub last_synced_at: Option<f64>,
+    /// Pushes are paused until `db.resumeSync()`: the backend asked for credentials.
+    pub needs_auth: bool,
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -57,6 +59,7 @@ impl StatusBoard {
             pending_count,
             last_error: m.last_error,
             last_synced_at: m.last_synced_at,
+            needs_auth: self.sched.paused(),
         }
     }
 }

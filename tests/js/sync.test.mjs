@@ -167,3 +167,46 @@ test("two tabs: one drainer at a time, each mutation delivered once, pending cou
   assert.equal(await b.evaluate(() => window.wholeReads), 0, "tab B never re-read the whole store");
   await context.close();
 });
+
+test("a backend asking for credentials pauses pushes until resumeSync(), rolling nothing back", async () => {
+  const page = await env.page();
+  const result = await page.evaluate(async () => {
+    const ms = await import("micro-sync");
+    const sent = [];
+    let signedIn = false;
+    const notes = ms.defineSyncModel("notes", {
+      primaryKey: "id",
+      sync: {
+        mutations: async (entries) => {
+          if (!signedIn) throw Object.assign(new Error("401: session expired"), { needsAuth: true });
+          sent.push(...entries.map((e) => e.mutationId));
+        },
+      },
+    });
+    const db = ms.createSyncOrm({ storage: ms.createMemoryStorage(), models: { notes }, engine: { intervalMs: 20 } });
+    const repo = db.model("notes");
+    const until = async (f) => {
+      for (let i = 0; i < 200 && !f(); i++) await new Promise((r) => setTimeout(r, 10));
+      return f();
+    };
+    await repo.insert({ values: { id: 1, text: "a" } });
+    await until(() => repo.getSyncStatus().needsAuth);
+    await repo.insert({ values: { id: 2, text: "b" } });
+    await db.retryPendingSync();
+    await new Promise((r) => setTimeout(r, 150)); // several loop ticks
+    const paused = { ...repo.getSyncStatus(), rows: await repo.count(), attempts: (await db.pending()).map((p) => p.attempts), sent: sent.length };
+    signedIn = true;
+    db.resumeSync();
+    await until(() => repo.getSyncStatus().pendingCount === 0);
+    const resumed = { needsAuth: repo.getSyncStatus().needsAuth, sent: sent.length, lastError: repo.getSyncStatus().lastError };
+    await db.close();
+    return { paused, resumed };
+  });
+  assert.equal(result.paused.needsAuth, true);
+  assert.equal(result.paused.pendingCount, 2);
+  assert.equal(result.paused.rows, 2, "nothing rolled back");
+  assert.deepEqual(result.paused.attempts, [0, 0], "no attempt counted, so no backoff after resuming");
+  assert.equal(result.paused.sent, 0);
+  assert.match(result.paused.lastError, /session expired/);
+  assert.deepEqual(result.resumed, { needsAuth: false, sent: 2, lastError: null });
+});

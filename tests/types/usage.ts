@@ -63,6 +63,8 @@ async function usage() {
   expectType<PropertyKey>(free[0].id);
 
   const status: SyncStatus = u.getSyncStatus();
+  expectType<boolean>(status.needsAuth);
+  db.resumeSync();
   const off: () => void = u.subscribeSyncStatus((s) => expectType<number>(s.pendingCount));
   await db.retryPendingSync();
   const pending = await db.pending();

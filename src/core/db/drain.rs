@@ -31,6 +31,8 @@ pub struct DrainReport {
     pub retried: usize,
     pub rejected: usize,
     pub remaining: usize,
+    /// A push hook said the backend needs credentials: pushes wait for `resume_sync`.
+    pub needs_auth: bool,
 }
 
 impl<S: Storage, V: Validator, R: Remote> Db<S, V, R> {
@@ -85,6 +87,9 @@ impl<S: Storage, V: Validator, R: Remote> Db<S, V, R> {
                             self.drain_round(force).await
                         }
                         .await;
+                        if round.as_ref().is_ok_and(|r| r.needs_auth) {
+                            self.schedule(Event::Paused)?;
+                        }
                         self.schedule(Event::Drained {
                             due: self.next_due(),
                         })?;
@@ -94,6 +99,7 @@ impl<S: Storage, V: Validator, R: Remote> Db<S, V, R> {
                         total.retried += round.retried;
                         total.rejected += round.rejected;
                         total.remaining = round.remaining;
+                        total.needs_auth |= round.needs_auth;
                     }
                     _ => {}
                 }
@@ -267,6 +273,11 @@ impl<S: Storage, V: Validator, R: Remote> Db<S, V, R> {
                     report.retried += 1;
                     self.notify();
                 }
+                return Ok(false);
+            }
+            PushOutcome::NeedsAuth(msg) => {
+                self.set_error(&entry.model, msg, false);
+                report.needs_auth = true;
                 return Ok(false);
             }
             PushOutcome::Reject(msg) => {

@@ -245,8 +245,13 @@ impl<S: Storage, V: Validator, R: Remote> Db<S, V, R> {
             let before = status.sched.clone();
             let commands = status.sched.on(event)?;
             let s = &status.sched;
-            let changed = (s.online(), s.running(), s.draining())
-                != (before.online(), before.running(), before.draining());
+            let changed = (s.online(), s.running(), s.draining(), s.paused())
+                != (
+                    before.online(),
+                    before.running(),
+                    before.draining(),
+                    before.paused(),
+                );
             (commands, changed)
         };
         let online = self.status.borrow().sched.online();
