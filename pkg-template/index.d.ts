@@ -99,6 +99,7 @@ export interface Model<Name extends string = string, Row = UntypedRow, Rels exte
   readonly schema?: AnySchema;
   readonly indexes: readonly string[];
   readonly sync?: ModelSync<Row>;
+  readonly conflict?: ConflictStrategy<Row>;
   /** Assigning works at run time but is untyped: prefer `defineRelations`. */
   relations: Rels;
   /** Type-only marker carrying the row type. */
@@ -110,12 +111,26 @@ export type RelsOf<M> = M extends Model<any, any, infer R> ? R : {};
 /** Field names a model's rows are known to have (`string` without a schema that tells). */
 type FieldOf<Row> = keyof Row & string;
 
+export type ConflictStrategy<Row> =
+  | "remote"
+  | "local"
+  | { lww: FieldOf<Row> }
+  | ((local: Row | null, remote: Row, base: Row | null) => Row);
+
 type ModelOptions<S extends AnySchema | undefined, Rels> = {
   /**
    * Pending writes of one row made while offline merge before they are pushed (insert + update →
    * one insert, insert + delete → nothing, update + update → one update). Default `true`.
    */
   coalesce?: boolean;
+  /**
+   * How a pull treats a row the backend changed while this tab holds pending writes to it:
+   * `"remote"` (default) takes the backend's row, `"local"` keeps the local one,
+   * `{ lww: field }` keeps whichever has the newer `field` (also guarding rows without pending
+   * writes against an older pulled copy), a function returns the row to use. The pending writes'
+   * fields stay on top in every case. The function runs synchronously; its row keeps the key.
+   */
+  conflict?: ConflictStrategy<RowFromSchema<S>>;
   primaryKey: S extends AnySchema ? FieldOf<InferRow<S>> : string;
   schema?: S;
   indexes?: readonly (S extends AnySchema ? FieldOf<InferRow<S>> : string)[];
@@ -244,13 +259,13 @@ export interface Repository<Row, Rels = {}, Ms = {}> {
   insert<const R extends Returning<Row, Rels, Ms> = {}>(args: {
     values: Partial<Row> | readonly Partial<Row>[];
     returning?: R & CheckQuery<R, Row, Rels, Ms>;
-  }): Promise<ResultRow<Row, Rels, R, Ms>[]>;
+  }): Promise<Written<ResultRow<Row, Rels, R, Ms>>>;
   update<const R extends Returning<Row, Rels, Ms> = {}>(args: {
     where: Where<Row>;
     values: Partial<Row>;
     returning?: R & CheckQuery<R, Row, Rels, Ms>;
-  }): Promise<ResultRow<Row, Rels, R, Ms>[]>;
-  delete<const R extends Returning<Row, Rels, Ms> = {}>(args: { where: Where<Row>; returning?: R & CheckQuery<R, Row, Rels, Ms> }): Promise<ResultRow<Row, Rels, R, Ms>[]>;
+  }): Promise<Written<ResultRow<Row, Rels, R, Ms>>>;
+  delete<const R extends Returning<Row, Rels, Ms> = {}>(args: { where: Where<Row>; returning?: R & CheckQuery<R, Row, Rels, Ms> }): Promise<Written<ResultRow<Row, Rels, R, Ms>>>;
   count(query?: { where?: Where<Row> }): Promise<number>;
   get(key: Key): Promise<Stored<Row> | null>;
   /** Pulls `sync.query(query)` from the backend, merges it, resolves with the local rows. */
@@ -258,6 +273,12 @@ export interface Repository<Row, Rels = {}, Ms = {}> {
   getSyncStatus(): SyncStatus;
   subscribeSyncStatus(listener: (status: SyncStatus) => void): () => void;
 }
+
+/**
+ * A write's rows, carrying (non-enumerable) the ids of the outbox entries it queued: pass the
+ * result to `db.whenSynced()` to wait for the backend. Empty for a model that does not push.
+ */
+export type Written<T> = T[] & { readonly mutationIds: readonly string[] };
 
 // ------------------------------------------------------------------ storage and the ORM
 export interface Storage {
@@ -282,6 +303,20 @@ export interface SyncOrmOptions<M extends ModelsInput> {
   models: M;
   /** Starts the background loop that drains the outbox. Without it, no loop runs. */
   engine?: EngineOptions;
+  /**
+   * One batch hook for every model that has no push hook of its own: entries of all those models
+   * go out together, in outbox order (each entry names its `model`).
+   */
+  sync?: OrmSync;
+}
+
+/** `createSyncOrm({ sync })`: the ORM-wide batch push hook. */
+export interface OrmSync {
+  mutations: (entries: PushedMutation[], ctx: HookContext) => Promise<readonly BatchAnswer[] | void>;
+  /** Entries per call (default 100). */
+  batchSize?: number;
+  /** How long a call may stay pending before it fails (default 30 000 ms). */
+  timeoutMs?: number;
 }
 
 export interface SyncOrm<M extends ModelsInput = ModelsInput> {
@@ -309,6 +344,16 @@ export interface SyncOrm<M extends ModelsInput = ModelsInput> {
    * stay in storage, are skipped by reads, and are listed here.
    */
   unreadable(): Promise<UnreadableDataError[]>;
+  /**
+   * Resolves when the backend acknowledged these writes (mutation ids, or a write's result), or
+   * every write pending now when called without; rejects with `RejectedWriteError` when the
+   * backend rejected one of them. Works across tabs: whichever tab pushes them.
+   */
+  whenSynced(ids?: string | readonly string[] | { readonly mutationIds: readonly string[] }): Promise<void>;
+  /** Writes the backend rejected (rolled back), oldest first, until acknowledged. */
+  rejected(): Promise<RejectedMutation[]>;
+  /** Forgets a rejected write in every tab; resolves with whether there was one. */
+  acknowledgeRejected(mutationId: string): Promise<boolean>;
   /** Drops a pending write and rolls it back; rejects with SyncError while it is being pushed. */
   discardPending(mutationId: string): Promise<void>;
   retryPending(mutationId: string): Promise<void>;
@@ -354,6 +399,11 @@ export class DatabaseClosedError extends MicroSyncError {
 }
 export class SyncError extends MicroSyncError {
   readonly name: "SyncError";
+}
+/** `whenSynced()`: the backend rejected one of the writes (its change was rolled back). */
+export class RejectedWriteError extends MicroSyncError {
+  readonly name: "RejectedWriteError";
+  readonly mutationId: string;
 }
 /**
  * The WebAssembly engine trapped (ran out of memory, or hit a bug) while working for this
@@ -408,6 +458,20 @@ export interface PendingMutation {
   attempts: number;
   lastError: string | null;
   nextAttemptAt: number;
+}
+
+export interface RejectedMutation {
+  mutationId: string;
+  model: string;
+  action: "insert" | "update" | "delete";
+  key: Key | Key[];
+  query: unknown;
+  createdAt: number;
+  /** The backend's error message. */
+  error: string;
+  rejectedAt: number;
+  /** The rows as the write had made them, just before the rollback. */
+  rows: UntypedRow[];
 }
 
 export interface SyncEngineHandle {

@@ -77,14 +77,16 @@ export const DatabaseClosedError = errorClass("DatabaseClosedError");
 export const SyncError = errorClass("SyncError");
 export const EngineFailedError = errorClass("EngineFailedError");
 export const UnreadableDataError = errorClass("UnreadableDataError");
-const ERRORS = { ValidationError, QueryError, UnknownModelError, ConstraintError, StorageError, QuotaExceededError, DatabaseClosedError, SyncError, EngineFailedError };
+export const RejectedWriteError = errorClass("RejectedWriteError");
+const ERRORS = { ValidationError, QueryError, UnknownModelError, ConstraintError, StorageError, QuotaExceededError, DatabaseClosedError, SyncError, EngineFailedError, RejectedWriteError };
 
 /** An engine error as an instance of its named class (keeps name, message, details). */
 function named(e) {
   const C = e && ERRORS[e.name];
   if (!C || e instanceof MicroSyncError) return e;
-  const { issues, model, domName } = e;
+  const { issues, model, domName, mutationId } = e;
   const props = {};
+  if (mutationId !== undefined) props.mutationId = mutationId;
   if (issues !== undefined) props.issues = issues;
   if (model !== undefined) props.model = model;
   if (domName !== undefined) props.domName = domName;
@@ -217,10 +219,53 @@ const options = (v, what) => {
 };
 
 // ---------------------------------------------------------------- models
+/** Checks `sync` hooks and their settings (a model's, or the ORM's batch hook). */
+function checkSync(sync, what, hooks) {
+  if (sync === undefined) return;
+  options(sync, `${what}: sync`);
+  const timeoutMs = sync.timeoutMs;
+  if (timeoutMs !== undefined && !(typeof timeoutMs === "number" && timeoutMs > 0)) {
+    throw new QueryError(`${what}: sync.timeoutMs must be a positive number of milliseconds (Infinity for no limit)`);
+  }
+  if (sync.mutation !== undefined && sync.mutations !== undefined) {
+    throw new QueryError(`${what}: give sync.mutation (one write per call) or sync.mutations (batches), not both`);
+  }
+  for (const hook of ["mutation", "mutations", "query"]) {
+    if (sync[hook] === undefined) continue;
+    if (!hooks.includes(hook)) throw new QueryError(`${what}: sync.${hook} is not supported here (${hooks.map((h) => `sync.${h}`).join(", ")})`);
+    if (typeof sync[hook] !== "function") throw new QueryError(`${what}: sync.${hook} must be a function`);
+  }
+  const batchSize = sync.batchSize;
+  if (batchSize !== undefined && !(Number.isInteger(batchSize) && batchSize >= 1)) {
+    throw new QueryError(`${what}: sync.batchSize must be a whole number ≥ 1 (entries per sync.mutations call)`);
+  }
+}
+
+/** `conflict`: "remote", "local", { lww: field } or (local, remote, base) => row. */
+function checkConflict(conflict, what) {
+  if (conflict === "remote" || conflict === "local" || typeof conflict === "function") return;
+  const lww = conflict !== null && typeof conflict === "object" && Object.keys(conflict).length === 1 ? conflict.lww : undefined;
+  if (typeof lww === "string" && lww !== "") return;
+  throw new QueryError(`${what}: conflict must be "remote", "local", { lww: "<field>" } or a function (local, remote, base) => row, got ${describe(conflict)}`);
+}
+
+/** The hooks the engine calls for `model`: its own, or (when it pushes nothing itself) the ORM's
+ * batch hook, marked `ormWide` so entries of every such model share batches. */
+function effectiveSync(model, ormSync) {
+  const own = typeof model.conflict === "function" ? { ...model.sync, conflict: model.conflict } : model.sync;
+  if (!ormSync || typeof own?.mutation === "function" || typeof own?.mutations === "function") return own;
+  return {
+    ...own,
+    mutations: (entries, ctx) => ormSync.mutations(entries, ctx),
+    batchSize: ormSync.batchSize,
+    timeoutMs: ormSync.timeoutMs ?? own?.timeoutMs,
+    ormWide: true,
+  };
+}
 /** Defines a model. `relations` may also be assigned later: `users.relations = { ... }`. */
 export function defineModel(name, opts) {
   if (typeof name !== "string" || name === "") throw new QueryError("defineModel needs a model name");
-  const { primaryKey, schema, indexes = [], sync, relations = {}, coalesce = true } = options(opts, `defineModel("${name}")`);
+  const { primaryKey, schema, indexes = [], sync, relations = {}, coalesce = true, conflict = "remote" } = options(opts, `defineModel("${name}")`);
   if (typeof primaryKey !== "string" || primaryKey === "") {
     throw new QueryError(`defineModel("${name}") needs a primaryKey field name`);
   }
@@ -230,22 +275,10 @@ export function defineModel(name, opts) {
   if (schema != null && !isSchema(schema)) {
     throw new QueryError(`defineModel("${name}"): schema must be a Standard Schema or have safeParse/parse`);
   }
-  const timeoutMs = sync?.timeoutMs;
-  if (timeoutMs !== undefined && !(typeof timeoutMs === "number" && timeoutMs > 0)) {
-    throw new QueryError(`defineModel("${name}"): sync.timeoutMs must be a positive number of milliseconds (Infinity for no limit)`);
-  }
   if (typeof coalesce !== "boolean") throw new QueryError(`defineModel("${name}"): coalesce must be true or false`);
-  if (sync?.mutation !== undefined && sync?.mutations !== undefined) {
-    throw new QueryError(`defineModel("${name}"): give sync.mutation (one write per call) or sync.mutations (batches), not both`);
-  }
-  for (const hook of ["mutation", "mutations", "query"]) {
-    if (sync?.[hook] !== undefined && typeof sync[hook] !== "function") throw new QueryError(`defineModel("${name}"): sync.${hook} must be a function`);
-  }
-  const batchSize = sync?.batchSize;
-  if (batchSize !== undefined && !(Number.isInteger(batchSize) && batchSize >= 1)) {
-    throw new QueryError(`defineModel("${name}"): sync.batchSize must be a whole number ≥ 1 (entries per sync.mutations call)`);
-  }
-  return { name, primaryKey, schema, indexes, sync, relations, coalesce };
+  checkSync(sync, `defineModel("${name}")`, ["mutation", "mutations", "query"]);
+  checkConflict(conflict, `defineModel("${name}")`);
+  return { name, primaryKey, schema, indexes, sync, relations, coalesce, conflict };
 }
 
 /** `defineModel` under a name that does not collide with Vue's `<script setup>` macro. */
@@ -295,7 +328,7 @@ function describeRelations(model) {
   return out;
 }
 
-function describeModel(model) {
+function describeModel(model, sync = model.sync) {
   return {
     name: model.name,
     primaryKey: model.primaryKey,
@@ -303,8 +336,9 @@ function describeModel(model) {
     fields: schemaFields(model.schema),
     relations: describeRelations(model),
     hasSchema: !!model.schema,
-    hasMutation: typeof model.sync?.mutation === "function" || typeof model.sync?.mutations === "function",
+    hasMutation: typeof sync?.mutation === "function" || typeof sync?.mutations === "function",
     coalesce: model.coalesce !== false,
+    conflict: typeof model.conflict === "function" ? "custom" : (model.conflict ?? "remote"),
   };
 }
 
@@ -464,8 +498,10 @@ class Repository {
     return this.#orm._invoke((db) => db[method](this.name, ...args));
   }
 
+  /** Resolves with the rows, carrying the write's outbox ids as a non-enumerable `mutationIds`. */
   async #write(kind, ...args) {
-    return JSON.parse(await this.#call(kind, ...args));
+    const { rows, mutationIds } = JSON.parse(await this.#call(kind, ...args));
+    return Object.defineProperty(rows, "mutationIds", { value: Object.freeze(mutationIds) });
   }
 
   /** Local read: `{ where, orderBy, limit, offset, fields, relations }`. */
@@ -574,9 +610,12 @@ class SyncOrm {
   #closed = false;
   #storage;
   #storageName = null;
+  #ormSync = null; // createSyncOrm's sync.mutations, for models without a push hook of their own
 
   constructor(opts) {
-    const { storage = createMemoryStorage(), models, engine } = options(opts, "createSyncOrm");
+    const { storage = createMemoryStorage(), models, engine, sync } = options(opts, "createSyncOrm");
+    checkSync(sync, "createSyncOrm", ["mutations"]);
+    if (sync !== undefined && typeof sync.mutations !== "function") throw new QueryError("createSyncOrm: sync needs a mutations(entries, ctx) function");
     const list = Array.isArray(models) ? models : Object.values(models ?? {});
     if (!list.length) throw new QueryError("createSyncOrm needs models: { name: defineModel(...) }");
     for (const m of list) {
@@ -594,6 +633,7 @@ class SyncOrm {
     const intervalMs = engine === undefined ? undefined : checkInterval(engine.intervalMs ?? 30_000, "engine.intervalMs");
     this.#storage = storage;
     if (storage.kind === "indexeddb") this.#storageName = storage.name;
+    this.#ormSync = sync ?? null;
     this.#ready =
       storage.kind === "indexeddb" && typeof indexedDB === "undefined"
         ? this.#startFailed(new StorageError("IndexedDB is not available here (server-side rendering or Node); use createMemoryStorage()"))
@@ -611,8 +651,9 @@ class SyncOrm {
   async #start(storage, list, intervalMs, detector) {
     try {
       await ensureWasm();
-      const descs = JSON.stringify(list.map(describeModel));
-      const syncs = Object.fromEntries(list.filter((m) => m.sync).map((m) => [m.name, m.sync]));
+      const effective = new Map(list.map((m) => [m.name, effectiveSync(m, this.#ormSync)]));
+      const descs = JSON.stringify(list.map((m) => describeModel(m, effective.get(m.name))));
+      const syncs = Object.fromEntries(list.filter((m) => effective.get(m.name)).map((m) => [m.name, effective.get(m.name)]));
       const hooks = { validate: makeValidator(this.#models), checkPulled, syncs };
       this.#db =
         storage.kind === "memory"
@@ -790,6 +831,51 @@ class SyncOrm {
         nextAttemptAt: e.nextAttemptAt,
       };
     });
+  }
+
+  /**
+   * Resolves when the backend acknowledged the writes `ids` (mutation ids, or a write's result,
+   * which carries them as `mutationIds`), or every write pending now when called without them;
+   * rejects with a RejectedWriteError when the backend rejected one of them.
+   */
+  async whenSynced(ids) {
+    let list = null;
+    if (typeof ids === "string") list = [ids];
+    else if (Array.isArray(ids?.mutationIds)) list = ids.mutationIds;
+    else if (ids !== undefined) list = ids;
+    if (list !== null && !(Array.isArray(list) && list.every((id) => typeof id === "string"))) {
+      throw new QueryError(`whenSynced needs mutation ids (strings), a write's result or nothing, got ${describe(ids)}`);
+    }
+    return this._invoke((db) => db.whenSynced(JSON.stringify(list)));
+  }
+
+  /**
+   * Writes the backend rejected (their change was rolled back), oldest first, until
+   * `acknowledgeRejected(mutationId)`: the entry, the error, and `rows` as they were just before
+   * the rollback (what the write had made of them).
+   */
+  async rejected() {
+    await this.#ready;
+    return JSON.parse(this.#sync((db) => db.rejected())).map((e) => {
+      const keys = e.before.map((b) => b.key);
+      return {
+        mutationId: e.mutationId,
+        model: e.model,
+        action: e.action,
+        key: keys.length === 1 ? keys[0] : keys,
+        query: e.query,
+        createdAt: e.createdAt,
+        error: e.rejected.error,
+        rejectedAt: e.rejected.rejectedAt,
+        rows: e.rejected.rows,
+      };
+    });
+  }
+
+  /** Forgets a rejected write (in every tab); resolves with whether there was one. */
+  async acknowledgeRejected(mutationId) {
+    if (typeof mutationId !== "string") throw new QueryError(`acknowledgeRejected needs a mutation id (string), got ${describe(mutationId)}`);
+    return this._invoke((db) => db.acknowledgeRejected(mutationId));
   }
 
   /**

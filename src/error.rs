@@ -32,6 +32,11 @@ pub enum Error {
     Sync(String),
     /// The database was closed and cannot be used any more.
     Closed,
+    /// The backend rejected write `mutation_id` (`db.whenSynced`); its change was rolled back.
+    Rejected {
+        mutation_id: String,
+        message: String,
+    },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -52,6 +57,7 @@ impl Error {
             Error::Storage { .. } => "StorageError",
             Error::Sync(_) => "SyncError",
             Error::Closed => "DatabaseClosedError",
+            Error::Rejected { .. } => "RejectedWriteError",
         }
     }
 
@@ -86,6 +92,7 @@ impl fmt::Display for Error {
                 Ok(())
             }
             Error::Query(m) | Error::Constraint(m) | Error::Sync(m) => f.write_str(m),
+            Error::Rejected { message, .. } => f.write_str(message),
             Error::UnknownModel(m) => write!(
                 f,
                 "unknown model \"{m}\": pass it in createSyncOrm({{ models }}) before using it"

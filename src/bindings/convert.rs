@@ -47,6 +47,7 @@ pub fn to_js_error(e: Error) -> JsValue {
         Error::Storage {
             dom_name: Some(n), ..
         } => set("domName", &JsValue::from_str(n)),
+        Error::Rejected { mutation_id, .. } => set("mutationId", &JsValue::from_str(mutation_id)),
         _ => {}
     }
     err.into()

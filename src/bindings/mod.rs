@@ -296,18 +296,28 @@ impl Database {
     }
 
     /// A write of rows to `model`; once committed, its push is requested.
+    /// Resolves to the JSON text `{ rows, mutationIds }` of a write.
     fn write_rows<F, Fut>(&self, model: String, f: F) -> Promise
     where
         F: FnOnce(Rc<CoreDb>, crate::core::queue::Turn, String) -> Fut + 'static,
-        Fut: Future<Output = crate::Result<Vec<crate::core::db::Out>>> + 'static,
+        Fut: Future<Output = crate::Result<crate::core::db::Written>> + 'static,
     {
+        #[derive(serde::Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Answer<'a> {
+            rows: &'a [crate::core::db::Out],
+            mutation_ids: &'a [String],
+        }
         let rt = self.rt.clone();
         self.write(move |db, turn| async move {
-            let rows = f(db, turn, model.clone()).await?;
-            if !rows.is_empty() {
+            let w = f(db, turn, model.clone()).await?;
+            if !w.rows.is_empty() || !w.mutation_ids.is_empty() {
                 rt.wrote(&model);
             }
-            to_json(&rows)
+            to_json(&Answer {
+                rows: &w.rows,
+                mutation_ids: &w.mutation_ids,
+            })
         })
     }
 
@@ -476,6 +486,35 @@ impl Database {
         self.write(move |db, turn| async move {
             db.discard_pending_in(turn, &mutation_id).await?;
             Ok(JsValue::UNDEFINED)
+        })
+    }
+
+    /// Resolves when the writes `ids_json` (a JSON array, or `null` for every pending one) are
+    /// acknowledged by the backend; rejects with a `RejectedWriteError` when one was rejected.
+    #[wasm_bindgen(js_name = whenSynced)]
+    pub fn when_synced(&self, ids_json: String) -> Promise {
+        let ids: crate::Result<Option<Vec<String>>> = from_json(&ids_json);
+        match ids {
+            Ok(ids) => fatal::as_engine(self.id, || self.rt.when_synced(ids)),
+            Err(e) => rejected(e),
+        }
+    }
+
+    /// Rejected writes not acknowledged yet, oldest first, as JSON text.
+    pub fn rejected(&self) -> Result<String, JsValue> {
+        fatal::as_engine(self.id, || {
+            serde_json::to_string(&self.db.rejected()?)
+                .map_err(|e| crate::Error::storage(e.to_string()))
+        })
+        .map_err(to_js_error)
+    }
+
+    /// Forgets a rejected write; resolves with whether there was one.
+    #[wasm_bindgen(js_name = acknowledgeRejected)]
+    pub fn acknowledge_rejected(&self, mutation_id: String) -> Promise {
+        self.write(move |db, turn| async move {
+            let found = db.acknowledge_rejected_in(turn, &mutation_id).await?;
+            Ok(JsValue::from_bool(found))
         })
     }
 

@@ -3,11 +3,12 @@
 use super::hooks::{self, message_of};
 use crate::core::db::{Pulled, PushOutcome, Remote};
 use crate::core::outbox::{Action, OutboxEntry};
+use crate::core::value::Obj;
 use crate::error::Issue;
 use js_sys::{Function, Reflect};
 use serde::Serialize;
 use serde_json::Value;
-use wasm_bindgen::JsValue;
+use wasm_bindgen::{JsCast, JsValue};
 
 /// How long a hook call may stay pending when the model sets no `sync.timeoutMs`.
 const HOOK_TIMEOUT_MS: f64 = 30_000.0;
@@ -95,12 +96,20 @@ impl Remote for JsRemote {
         if !has_hook(&self.syncs, model, "mutations") {
             return None;
         }
-        let size = Reflect::get(&self.sync_of(model), &JsValue::from_str("batchSize"))
+        let sync = self.sync_of(model);
+        let size = Reflect::get(&sync, &JsValue::from_str("batchSize"))
             .ok()
             .and_then(|v| v.as_f64())
             .filter(|n| *n >= 1.0)
             .map_or(BATCH_SIZE, |n| n as usize);
-        Some((model.to_string(), size))
+        // Models on the ORM's hook (`createSyncOrm({ sync: { mutations } })`) share batches.
+        let orm_wide = Reflect::get(&sync, &JsValue::from_str("ormWide")) == Ok(JsValue::TRUE);
+        let hook = if orm_wide {
+            "*".into()
+        } else {
+            model.to_string()
+        };
+        Some((hook, size))
     }
 
     async fn push_batch(&self, entries: &[OutboxEntry]) -> Vec<PushOutcome> {
@@ -157,6 +166,46 @@ impl Remote for JsRemote {
             Err(e) if hooks::needs_auth(&e) => PushOutcome::NeedsAuth(message_of(&e)),
             Err(e) if hooks::is_permanent(&e) => PushOutcome::Reject(message_of(&e)),
             Err(e) => PushOutcome::Retry(message_of(&e)),
+        }
+    }
+
+    fn resolve(
+        &self,
+        model: &str,
+        local: Option<&Obj>,
+        remote: &Obj,
+        base: Option<&Obj>,
+    ) -> Result<Obj, String> {
+        let f: Function = Reflect::get(&self.sync_of(model), &JsValue::from_str("conflict"))
+            .ok()
+            .and_then(|f| f.dyn_into().ok())
+            .ok_or_else(|| format!("model \"{model}\" has no conflict function"))?;
+        let answer = f
+            .call3(
+                &JsValue::NULL,
+                &to_js(&local)?,
+                &to_js(remote)?,
+                &to_js(&base)?,
+            )
+            .map_err(|e| {
+                format!(
+                    "the conflict function of \"{model}\" threw: {}",
+                    message_of(&e)
+                )
+            })?;
+        let text = js_sys::JSON::stringify(&answer)
+            .ok()
+            .and_then(|t| t.as_string())
+            .unwrap_or_default();
+        match serde_json::from_str::<Value>(&text) {
+            Ok(Value::Object(row))
+                if answer.is_object() && !answer.is_instance_of::<js_sys::Promise>() =>
+            {
+                Ok(row)
+            }
+            _ => Err(format!(
+                "the conflict function of \"{model}\" must return a row object (synchronously)"
+            )),
         }
     }
 

@@ -11,6 +11,7 @@ use super::listeners::{report_error, Listeners};
 use super::lock::LockRequest;
 use super::network::Network;
 use crate::bindings::CoreDb;
+use crate::core::db::Confirmation;
 use crate::core::scheduler::{Command, Event};
 use gloo_timers::callback::{Interval, Timeout};
 use js_sys::{Function, Promise};
@@ -45,6 +46,8 @@ pub struct Runtime {
     /// Drains started so far; a waiter settles once the drain it waits for has ended.
     rounds: Cell<u64>,
     waiters: RefCell<Vec<(u64, Function)>>,
+    /// `whenSynced` calls: the writes each waits for, and its promise's resolve and reject.
+    confirmations: RefCell<Vec<(Vec<String>, Function, Function)>>,
     catching_up: Cell<bool>,
     catch_up_again: Cell<bool>,
     listeners: Listeners,
@@ -83,6 +86,7 @@ impl Runtime {
             lock: RefCell::new(None),
             rounds: Cell::new(0),
             waiters: RefCell::new(Vec::new()),
+            confirmations: RefCell::new(Vec::new()),
             catching_up: Cell::new(false),
             catch_up_again: Cell::new(false),
             listeners: Listeners::default(),
@@ -225,6 +229,54 @@ impl Runtime {
             .push((self.rounds.get() + 1, resolve));
         self.feed(Event::Request { force: true });
         promise
+    }
+
+    /// Resolves once the writes `ids` (every pending one when `None`) are acknowledged by the
+    /// backend, in this tab's drain or another's; rejects with the rejection of one of them.
+    pub fn when_synced(&self, ids: Option<Vec<String>>) -> Promise {
+        let mut settle = None;
+        let promise = Promise::new(&mut |res, rej| settle = Some((res, rej)));
+        let Some((resolve, reject)) = settle else {
+            return promise;
+        };
+        if !self.open.get() || self.ended.get() {
+            let _ = reject.call1(
+                &JsValue::NULL,
+                &crate::bindings::js_error(crate::Error::Closed),
+            );
+            return promise;
+        }
+        let ids = ids.unwrap_or_else(|| self.db.pending_ids());
+        self.confirmations.borrow_mut().push((ids, resolve, reject));
+        self.check_confirmations();
+        promise
+    }
+
+    /// Settles the `whenSynced` promises whose writes are no longer pending.
+    fn check_confirmations(&self) {
+        let settled: Vec<(Confirmation, Function, Function)> = {
+            let mut list = self.confirmations.borrow_mut();
+            let mut out = Vec::new();
+            let mut i = 0;
+            while i < list.len() {
+                match self.db.confirmation(Some(&list[i].0)) {
+                    Confirmation::Pending => i += 1,
+                    done => {
+                        let (_, res, rej) = list.swap_remove(i);
+                        out.push((done, res, rej));
+                    }
+                }
+            }
+            out
+        };
+        for (done, resolve, reject) in settled {
+            let _ = match done {
+                Confirmation::Rejected(e) => {
+                    reject.call1(&JsValue::NULL, &crate::bindings::js_error(e))
+                }
+                _ => resolve.call0(&JsValue::NULL),
+            };
+        }
     }
 
     /// Feeds `event` to the scheduler and carries out what it says.
@@ -398,6 +450,7 @@ impl Runtime {
                 ch.announce(move || db.seq());
             }
             rt.listeners.deliver(|model| rt.status(model).ok());
+            rt.check_confirmations();
             rt.deliver_live().await;
         });
     }
@@ -485,6 +538,13 @@ impl Runtime {
         self.network.borrow_mut().take();
         self.listeners.clear();
         self.settle(u64::MAX);
+        let waiting = std::mem::take(&mut *self.confirmations.borrow_mut());
+        for (_, _, reject) in waiting {
+            let _ = reject.call1(
+                &JsValue::NULL,
+                &crate::bindings::js_error(crate::Error::Closed),
+            );
+        }
     }
 
     /// Storage is released: let the lock go, tell the other tabs the last commit, drop the rest.
@@ -506,5 +566,6 @@ impl Runtime {
         self.channel.borrow_mut().take();
         self.listeners.clear();
         self.waiters.borrow_mut().clear();
+        self.confirmations.borrow_mut().clear();
     }
 }

@@ -39,7 +39,7 @@ pub enum Merge {
     /// Sent as they are.
     Keep,
     /// One entry, in A's place.
-    Into(OutboxEntry),
+    Into(Box<OutboxEntry>),
     /// Neither is sent.
     Drop,
 }
@@ -75,7 +75,7 @@ pub fn merge(a: &OutboxEntry, b: &OutboxEntry) -> Merge {
                 Action::Insert => merged.query["values"] = Value::Array(vec![fields]),
                 _ => merged.query["values"] = fields,
             }
-            Merge::Into(merged)
+            Merge::Into(Box::new(merged))
         }
         // The backend never had the row (a pull would have made it the base): nothing to send.
         (Action::Insert, Action::Delete) if a.before.first().is_some_and(|b| b.row.is_none()) => {
@@ -84,7 +84,7 @@ pub fn merge(a: &OutboxEntry, b: &OutboxEntry) -> Merge {
         (Action::Insert | Action::Update, Action::Delete) => {
             merged.action = Action::Delete;
             merged.query = b.query.clone();
-            Merge::Into(merged)
+            Merge::Into(Box::new(merged))
         }
         _ => Merge::Keep,
     }
@@ -137,7 +137,7 @@ pub fn plan(
                 match merge(a, &e) {
                     Merge::Keep => {}
                     Merge::Into(m) => {
-                        out[i] = Some(m);
+                        out[i] = Some(*m);
                         changed = true;
                         continue;
                     }

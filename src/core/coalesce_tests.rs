@@ -23,6 +23,7 @@ fn entry(id: &str, action: Action, key: i64, query: Value, before: Option<Value>
         last_error: None,
         next_attempt_at: 0.0,
         sent: false,
+        rejected: None,
         before: vec![Before {
             key: json!(key),
             row: before.and_then(|v| v.as_object().cloned()),

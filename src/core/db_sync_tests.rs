@@ -6,7 +6,7 @@
 //! Only the database's public API is used, so the ports can move without these tests changing
 //! beyond their `use` lines.
 
-use super::{Db, DrainReport};
+use super::{Confirmation, Db, DrainReport};
 use crate::core::db::{Env, NoValidation, Pulled, PushOutcome, Remote};
 use crate::core::outbox::{Action, OutboxEntry};
 use crate::core::scheduler::Event;
@@ -588,6 +588,73 @@ fn a_rejected_middle_write_is_rolled_back_and_later_writes_stay_on_top() {
         [json!({ "id": 1, "a": 0, "b": 0 }), json!({ "id": 3 })]
     );
     assert_eq!(pending_ids(&db), ids[2..]);
+}
+
+#[test]
+fn confirmations_follow_acks_and_rejections_which_stay_listed_until_acknowledged() {
+    let (storage, remote, db) = setup();
+    let written =
+        block_on(db.insert_in(db.turn(), "t", &json!({ "id": 1, "v": 1 }), None)).unwrap();
+    let bad = block_on(db.insert_in(db.turn(), "t", &json!({ "id": 2, "v": 2 }), None)).unwrap();
+    let nothing = block_on(db.update_in(
+        db.turn(),
+        "t",
+        Some(&json!({ "id": 9 })),
+        &json!({ "v": 0 }),
+        None,
+    ))
+    .unwrap();
+    assert_eq!(written.mutation_ids.len(), 1);
+    assert!(nothing.mutation_ids.is_empty(), "no row changed, no entry");
+    let (ok_ids, bad_ids) = (written.mutation_ids, bad.mutation_ids);
+    assert_eq!(db.confirmation(Some(&ok_ids)), Confirmation::Pending);
+    assert_eq!(db.confirmation(None), Confirmation::Pending);
+
+    remote.answer(PushOutcome::Done);
+    remote.answer(PushOutcome::Reject("v is read-only".into()));
+    assert_eq!(drain(&db, false), report(1, 0, 1, 0));
+    assert_eq!(db.confirmation(Some(&ok_ids)), Confirmation::Synced);
+    assert_eq!(
+        db.confirmation(None),
+        Confirmation::Synced,
+        "nothing pending"
+    );
+    let both = [ok_ids.clone(), bad_ids.clone()].concat();
+    let Confirmation::Rejected(e) = db.confirmation(Some(&both)) else {
+        panic!("the rejection wins over the acknowledgement");
+    };
+    assert_eq!(e.name(), "RejectedWriteError");
+    assert!(e.to_string().contains("v is read-only"), "{e}");
+    assert_eq!(rows(&db), [json!({ "id": 1, "v": 1 })], "rolled back");
+    assert!(
+        db.pending().unwrap().is_empty(),
+        "a rejected entry is not pending"
+    );
+
+    let listed = db.rejected().unwrap();
+    assert_eq!(listed.len(), 1);
+    let rejection = listed[0].rejected.clone().unwrap();
+    assert_eq!(rejection.error, "v is read-only");
+    assert_eq!(
+        rejection.rows,
+        [json!({ "id": 2, "v": 2 }).as_object().unwrap().clone()]
+    );
+
+    // Stored: a reopened database (or another tab) lists it, and never pushes it again.
+    block_on(db.close());
+    let db = open(storage.clone(), remote.clone());
+    assert_eq!(db.rejected().unwrap(), listed);
+    assert_eq!(drain(&db, true), report(0, 0, 0, 0));
+    let other = open(storage.clone(), remote.tab(1));
+    assert!(block_on(db.acknowledge_rejected_in(db.turn(), &bad_ids[0])).unwrap());
+    assert!(!block_on(db.acknowledge_rejected_in(db.turn(), &bad_ids[0])).unwrap());
+    assert!(db.rejected().unwrap().is_empty());
+    block_on(other.catch_up()).unwrap();
+    assert!(
+        other.rejected().unwrap().is_empty(),
+        "the acknowledgement reaches other tabs"
+    );
+    assert_eq!(other.confirmation(Some(&bad_ids)), Confirmation::Synced);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -118,7 +118,7 @@ fn start(db: &Rc<TestDb>, w: &W) -> impl Future<Output = String> + 'static {
             }
         };
         match r {
-            Ok(rows) => serde_json::to_string(&rows).unwrap(),
+            Ok(w) => serde_json::to_string(&w.rows).unwrap(),
             Err(e) => e.name().to_string(),
         }
     }

@@ -3,6 +3,7 @@
 
 pub mod batch;
 pub mod coalesce;
+pub mod conflict;
 pub mod db;
 pub mod ids;
 pub mod limits;

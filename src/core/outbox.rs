@@ -45,6 +45,21 @@ pub struct OutboxEntry {
     /// duplicate of its mutation id. Entries stored before this field existed count as sent.
     #[serde(default = "sent_by_default")]
     pub sent: bool,
+    /// Set when the backend rejected the entry: it is then no longer pending (it is never pushed
+    /// again and its change was rolled back) but stays stored, listed by `db.rejected()`, until the
+    /// app acknowledges it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rejected: Option<Rejection>,
+}
+
+/// Why and when the backend rejected an entry, and the rows as the app saw them just before the
+/// rollback (the write's effect, lost unless the app writes it again).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Rejection {
+    pub error: String,
+    pub rejected_at: f64,
+    pub rows: Vec<Obj>,
 }
 
 fn sent_by_default() -> bool {

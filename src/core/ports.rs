@@ -19,7 +19,7 @@ use super::batch::{Batch, ChangeSet};
 use super::outbox::OutboxEntry;
 use super::queue::WriteQueue;
 use super::schema::{ModelDef, Schema};
-use super::value::{Key, Row};
+use super::value::{Key, Obj, Row};
 use crate::error::{Error, Issue, Result};
 use serde_json::Value;
 use std::future::Future;
@@ -199,6 +199,17 @@ pub trait Remote {
             }
         }
         out
+    }
+    /// The model's conflict function: the new base of a row with pending writes, from the local
+    /// row (pending writes applied), the backend's and the confirmed base.
+    fn resolve(
+        &self,
+        model: &str,
+        _local: Option<&Obj>,
+        _remote: &Obj,
+        _base: Option<&Obj>,
+    ) -> std::result::Result<Obj, String> {
+        Err(format!("model \"{model}\" has no conflict function"))
     }
     /// Rows the backend returns for `query` (`sync.query`).
     async fn pull(&self, model: &str, query: Option<&Value>)

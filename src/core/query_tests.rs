@@ -14,6 +14,7 @@ fn model(fields: Option<&[&str]>) -> ModelDef {
         has_schema: false,
         has_mutation: false,
         coalesce: true,
+        conflict: Default::default(),
     }
 }
 

@@ -1,5 +1,6 @@
 //! Model descriptions as the JS wrapper sends them, checked once when the database opens.
 
+use crate::core::conflict::Conflict;
 use crate::error::{Error, Result};
 use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet};
@@ -44,6 +45,9 @@ pub struct ModelDef {
     /// Pending writes of one row merge before they are pushed (see [`crate::core::coalesce`]).
     #[serde(default = "yes")]
     pub coalesce: bool,
+    /// How a pull resolves rows with pending writes (see [`crate::core::conflict`]).
+    #[serde(default)]
+    pub conflict: Conflict,
 }
 
 fn yes() -> bool {
@@ -116,6 +120,9 @@ impl Schema {
         }
         let schema = Schema { models: map };
         for m in schema.models.values() {
+            if let Conflict::Lww(field) = &m.conflict {
+                m.check_field(field, "conflict.lww")?;
+            }
             schema.check_relations(m)?;
         }
         Ok(schema)

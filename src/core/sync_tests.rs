@@ -81,7 +81,7 @@ fn rejecting_a_middle_write_keeps_later_ones() {
     write(&mut e, &Op::Upsert(1, 20)); // update
     write(&mut e, &Op::Upsert(1, 30)); // update
     let middle = e.outbox()[1].mutation_id.clone();
-    let batch = e.plan_rollback(&middle).unwrap();
+    let batch = e.plan_rollback(&middle, None).unwrap();
     e.apply(&batch);
     assert_eq!(
         state(&e),
@@ -89,7 +89,7 @@ fn rejecting_a_middle_write_keeps_later_ones() {
         "later write still applied"
     );
     let first = e.outbox()[0].mutation_id.clone();
-    let batch = e.plan_rollback(&first).unwrap();
+    let batch = e.plan_rollback(&first, None).unwrap();
     e.apply(&batch);
     assert_eq!(
         state(&e),
@@ -125,7 +125,11 @@ fn pull_rebases_pending_rows_and_deletes_vanished_ones() {
         row(json!({"id": 2, "v": 200, "extra": true})),
     ];
     let (batch, plan) = e
-        .plan_pull("t", remote.into_iter().enumerate().collect())
+        .plan_pull(
+            "t",
+            remote.into_iter().enumerate().collect(),
+            &mut no_resolver,
+        )
         .unwrap();
     e.apply(&batch);
     let seen = plan.seen.into_iter().collect();
@@ -146,7 +150,7 @@ fn pull_rebases_pending_rows_and_deletes_vanished_ones() {
         "remote is the new base"
     );
     // A pull of nothing changes nothing (deletions are a separate, unpaginated step).
-    let (batch, _) = e.plan_pull("t", vec![]).unwrap();
+    let (batch, _) = e.plan_pull("t", vec![], &mut no_resolver).unwrap();
     assert!(batch.rows.is_empty());
 }
 
@@ -158,7 +162,7 @@ fn pulled_rows_without_a_usable_key_are_skipped_not_fatal() {
         (1, row(json!({"id": 7, "v": 2}))),
         (2, row(json!({"id": true, "v": 3}))),
     ];
-    let (batch, plan) = e.plan_pull("t", remote).unwrap();
+    let (batch, plan) = e.plan_pull("t", remote, &mut no_resolver).unwrap();
     assert_eq!(batch.rows.len(), 1, "the keyed row is merged");
     let paths: Vec<String> = plan.skipped.iter().map(|i| i.path.join(".")).collect();
     assert_eq!(paths, ["0.id", "2.id"]);
@@ -228,13 +232,13 @@ proptest! {
                 }
                 Op::PushReject => {
                     if let Some(head) = e.outbox().first().cloned() {
-                        let b = e.plan_rollback(&head.mutation_id).unwrap();
+                        let b = e.plan_rollback(&head.mutation_id, None).unwrap();
                         e.apply(&b);
                     }
                 }
                 Op::Pull => {
                     let rows = backend.iter().map(|(k, v)| row(json!({"id": k, "v": v}))).enumerate().collect();
-                    let (b, plan) = e.plan_pull("t", rows).unwrap();
+                    let (b, plan) = e.plan_pull("t", rows, &mut no_resolver).unwrap();
                     e.apply(&b);
                     let seen = plan.seen.into_iter().collect();
                     let d = e.plan_pull_deletions("t", &Filter::All, &seen).unwrap();
@@ -249,4 +253,141 @@ proptest! {
             prop_assert_eq!(state(&e), expected, "after {:?}", op);
         }
     }
+}
+
+fn no_resolver(_: Option<&Obj>, _: &Obj, _: Option<&Obj>) -> crate::error::Result<Obj> {
+    Err(crate::error::Error::Sync("no conflict function".into()))
+}
+
+/// A replica whose model `t` has `conflict`, holding rows 1 (`v: 1, at: 10`, pending update of
+/// `v` to 20) and 2 (`v: 2, at: 10`, no pending writes).
+fn with_conflict(conflict: Value) -> Replica {
+    let m: ModelDef = serde_json::from_value(
+        json!({ "name": "t", "primaryKey": "id", "hasMutation": true, "conflict": conflict }),
+    )
+    .unwrap();
+    let mut e = Replica::new(Schema::new(vec![m]).unwrap());
+    let rows = [
+        row(json!({"id": 1, "v": 1, "w": "base", "at": 10})),
+        row(json!({"id": 2, "v": 2, "w": "base", "at": 10})),
+    ];
+    e.load(
+        "t",
+        rows.iter().map(crate::core::value::Row::from_obj).collect(),
+    )
+    .unwrap();
+    write(&mut e, &Op::Upsert(1, 20));
+    e
+}
+
+fn pull_with(
+    e: &mut Replica,
+    remote: Vec<Value>,
+    resolve: &mut crate::core::conflict::Resolver,
+) -> Vec<Value> {
+    let rows = remote.into_iter().map(row).enumerate().collect();
+    let (batch, plan) = e.plan_pull("t", rows, resolve).unwrap();
+    assert!(plan.skipped.is_empty(), "{:?}", plan.skipped);
+    e.apply(&batch);
+    let sel = crate::core::query::Select::parse(&e.schema, "t", None).unwrap();
+    e.select(&sel)
+        .unwrap()
+        .iter()
+        .map(|r| r.to_value())
+        .collect()
+}
+
+/// The strategies end to end through the merge: every row's result, and the pending write's
+/// field (`v` of row 1) on top in every case.
+#[test]
+fn pull_applies_each_conflict_strategy() {
+    // The backend changed `w` of both rows; `at` 5 is older than the local rows, 20 newer.
+    let remote = |at: i64| {
+        vec![
+            json!({"id": 1, "v": 100, "w": "remote", "at": at}),
+            json!({"id": 2, "v": 200, "w": "remote", "at": at}),
+        ]
+    };
+    let cases = [
+        (json!("remote"), 5, ["remote", "remote"]),
+        (json!("local"), 5, ["base", "remote"]),
+        (json!({"lww": "at"}), 5, ["base", "base"]),
+        (json!({"lww": "at"}), 20, ["remote", "remote"]),
+    ];
+    for (strategy, at, want) in cases {
+        let mut e = with_conflict(strategy.clone());
+        let rows = pull_with(&mut e, remote(at), &mut no_resolver);
+        let w: Vec<&str> = rows.iter().map(|r| r["w"].as_str().unwrap()).collect();
+        assert_eq!(w, want, "{strategy} with remote at {at}");
+        assert_eq!(
+            rows[0]["v"], 20,
+            "{strategy}: the pending write stays on top"
+        );
+        let base_w = e.outbox()[0].before[0].row.as_ref().unwrap()["w"].clone();
+        assert_eq!(base_w, want[0], "{strategy}: the base follows the decision");
+    }
+}
+
+#[test]
+fn pull_asks_the_conflict_function_only_for_rows_with_pending_writes() {
+    let mut e = with_conflict(json!("custom"));
+    let mut calls = Vec::new();
+    let rows = pull_with(
+        &mut e,
+        vec![
+            json!({"id": 1, "v": 100, "w": "remote", "at": 20}),
+            json!({"id": 2, "v": 200, "w": "remote", "at": 20}),
+        ],
+        &mut |local, remote, base| {
+            calls.push((local.cloned(), base.cloned()));
+            let mut merged = remote.clone();
+            merged.insert("w".into(), json!("merged"));
+            Ok(merged)
+        },
+    );
+    assert_eq!(calls.len(), 1, "row 2 has no pending writes: no conflict");
+    let (local, base) = &calls[0];
+    assert_eq!(
+        local.as_ref().unwrap()["v"],
+        20,
+        "local has the pending write"
+    );
+    assert_eq!(base.as_ref().unwrap()["v"], 1, "base is the confirmed row");
+    assert_eq!(rows[0], json!({"id": 1, "v": 20, "w": "merged", "at": 20}));
+    assert_eq!(rows[1]["w"], "remote");
+}
+
+#[test]
+fn a_failing_or_key_changing_conflict_function_skips_the_row_and_changes_nothing() {
+    let remote = vec![(0, row(json!({"id": 1, "v": 100, "w": "remote"})))];
+    for answer in [
+        Err("boom"),
+        Ok(json!({"id": 9, "w": "x"})),
+        Ok(json!({"w": "x"})),
+    ] {
+        let e = with_conflict(json!("custom"));
+        let (batch, plan) = e
+            .plan_pull("t", remote.clone(), &mut |_, _, _| match &answer {
+                Ok(v) => Ok(row(v.clone())),
+                Err(m) => Err(crate::error::Error::Sync(m.to_string())),
+            })
+            .unwrap();
+        assert!(batch.rows.is_empty() && batch.outbox_put.is_empty());
+        assert_eq!(plan.skipped.len(), 1);
+        assert_eq!(plan.skipped[0].path, ["0"]);
+    }
+}
+
+#[test]
+fn lww_needs_a_known_field() {
+    let m: ModelDef = serde_json::from_value(json!({
+        "name": "t", "primaryKey": "id", "fields": ["id", "at"], "conflict": {"lww": "updated"}
+    }))
+    .unwrap();
+    let e = Schema::new(vec![m]).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("unknown field \"updated\" in conflict.lww"),
+        "{e}"
+    );
 }

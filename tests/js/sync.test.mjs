@@ -210,3 +210,113 @@ test("a backend asking for credentials pauses pushes until resumeSync(), rolling
   assert.match(result.paused.lastError, /session expired/);
   assert.deepEqual(result.resumed, { needsAuth: false, sent: 2, lastError: null });
 });
+
+test("createSyncOrm's sync.mutations pushes every model without a hook of its own, sharing batches in outbox order", async () => {
+  const page = await env.page();
+  const result = await page.evaluate(async () => {
+    const ms = await import("micro-sync");
+    const calls = [];
+    const own = [];
+    // coalesce: false, so every write is its own entry however the page's online state reads.
+    const tasks = ms.defineModel("tasks", { primaryKey: "id", coalesce: false });
+    const notes = ms.defineModel("notes", { primaryKey: "id", coalesce: false });
+    const logs = ms.defineModel("logs", { primaryKey: "id", sync: { mutation: async (m) => void own.push(m.model) } });
+    const bad = [];
+    for (const sync of [{}, { mutations: 1 }, { mutation: async () => {} }, { mutations: async () => {}, batchSize: 0 }]) {
+      try {
+        ms.createSyncOrm({ models: { tasks }, sync });
+      } catch (e) {
+        bad.push(e.name);
+      }
+    }
+    const db = ms.createSyncOrm({
+      storage: ms.createMemoryStorage(),
+      models: { tasks, notes, logs },
+      sync: {
+        batchSize: 3,
+        mutations: async (entries) => {
+          if (!reachable) throw new Error("backend down"); // writes queue up meanwhile
+          calls.push(entries.map((e) => `${e.model}:${e.action}`));
+        },
+      },
+    });
+    let reachable = false;
+    await db.model("tasks").insert({ values: { id: 1 } });
+    await db.model("notes").insert({ values: { id: 1 } });
+    await db.model("tasks").update({ where: { id: 1 }, values: { done: true } });
+    await db.model("notes").delete({ where: { id: 1 } });
+    await db.model("logs").insert({ values: { id: 1 } });
+    await db.model("tasks").insert({ values: { id: 2 } });
+    reachable = true;
+    await db.retryPendingSync();
+    const left = (await db.pending()).length;
+    await db.close();
+    return { bad, calls, own, left };
+  });
+  assert.deepEqual(result.bad, ["QueryError", "QueryError", "QueryError", "QueryError"]);
+  assert.deepEqual(result.calls, [["tasks:insert", "notes:insert", "tasks:update"], ["notes:delete"], ["tasks:insert"]]);
+  assert.deepEqual(result.own, ["logs"]);
+  assert.equal(result.left, 0);
+});
+
+test("conflict strategies on pull: lww keeps the newer row, a function merges, pending fields stay on top", async () => {
+  const page = await env.page();
+  const result = await page.evaluate(async () => {
+    const ms = await import("micro-sync");
+    let backend = [];
+    const calls = [];
+    const sync = { query: async () => backend, mutation: async () => { throw new Error("backend down"); } }; // writes stay pending
+    const byTime = ms.defineModel("byTime", { primaryKey: "id", conflict: { lww: "at" }, sync });
+    const merged = ms.defineModel("merged", {
+      primaryKey: "id",
+      sync,
+      conflict: (local, remote, base) => {
+        calls.push({ local, remote, base });
+        return { ...remote, tags: [...new Set([...(local?.tags ?? []), ...remote.tags])] };
+      },
+    });
+    const bad = [];
+    for (const conflict of ["server", { lww: 1 }, { lww: "at", x: 1 }, null]) {
+      try {
+        ms.defineModel("x", { primaryKey: "id", conflict });
+      } catch (e) {
+        bad.push(e.name);
+      }
+    }
+    const db = ms.createSyncOrm({ storage: ms.createMemoryStorage(), models: { byTime, merged } });
+    const t = db.model("byTime");
+    const m = db.model("merged");
+    backend = [{ id: 1, title: "v1", at: 10 }];
+    await t.sync();
+    await t.update({ where: { id: 1 }, values: { title: "local", at: 30 } });
+    backend = [{ id: 1, title: "remote", at: 20, extra: "r" }];
+    const older = await t.sync(); // the backend's row is older than ours
+    backend = [{ id: 1, title: "remote", at: 40, extra: "r" }];
+    const newer = await t.sync();
+    backend = [{ id: 1, tags: ["a"], note: "n1" }];
+    await m.sync();
+    await m.update({ where: { id: 1 }, values: { tags: ["a", "b"] } });
+    backend = [{ id: 1, tags: ["a", "c"], note: "n2" }];
+    const mergedRows = await m.sync();
+    const thrower = ms.defineModel("thrower", { primaryKey: "id", sync, conflict: () => { throw new Error("cannot merge"); } });
+    const db2 = ms.createSyncOrm({ storage: ms.createMemoryStorage(), models: { thrower } });
+    backend = [{ id: 1, v: 1 }];
+    await db2.model("thrower").sync();
+    await db2.model("thrower").update({ where: { id: 1 }, values: { v: 2 } });
+    backend = [{ id: 1, v: 3 }];
+    await db2.model("thrower").sync();
+    const throwerRow = await db2.model("thrower").get(1);
+    const throwerError = db2.model("thrower").getSyncStatus().lastError;
+    await Promise.all([db.close(), db2.close()]);
+    return { bad, older, newer, mergedRows, calls, throwerRow, throwerError };
+  });
+  assert.deepEqual(result.bad, ["QueryError", "QueryError", "QueryError", "QueryError"]);
+  assert.deepEqual(result.older, [{ id: 1, title: "local", at: 30 }], "an older backend row does not replace ours");
+  assert.deepEqual(result.newer, [{ id: 1, title: "local", at: 30, extra: "r" }], "a newer one becomes the base, the pending fields on top");
+  assert.equal(result.calls.length, 1, "the function runs only for a row with pending writes");
+  assert.deepEqual(result.calls[0].base, { id: 1, tags: ["a"], note: "n1" });
+  assert.deepEqual(result.calls[0].local, { id: 1, tags: ["a", "b"], note: "n1" });
+  assert.deepEqual(result.mergedRows, [{ id: 1, tags: ["a", "b"], note: "n2" }], "the pending write's tags stay on top of the merged base");
+  assert.deepEqual(result.throwerRow, { id: 1, v: 2 }, "a failing function changes nothing");
+  assert.match(result.throwerError, /cannot merge/);
+});

@@ -4,7 +4,7 @@ import { z } from "zod";
 import * as v from "valibot";
 import {
   belongsTo, createIndexedDbStorage, createMemoryStorage, createSyncOrm, defineModel, hasMany, hasOne,
-  EngineFailedError, type SyncStatus, UnreadableDataError, ValidationError,
+  EngineFailedError, RejectedWriteError, type SyncStatus, UnreadableDataError, ValidationError, type Written,
 } from "micro-sync";
 import { useSyncOrm } from "micro-sync/adapters/vue";
 
@@ -52,7 +52,17 @@ async function usage() {
   expectType<{ name: string } | null>(authored[0].author);
 
   const inserted = await u.insert({ values: { name: "Ada", active: true }, returning: { fields: ["id"] } });
-  assertEqual<typeof inserted, { id: string }[]>(true);
+  assertEqual<typeof inserted, Written<{ id: string }>>(true);
+  const plain: { id: string }[] = inserted;
+  expectType<readonly string[]>(inserted.mutationIds);
+  await db.whenSynced(inserted);
+  await db.whenSynced(inserted.mutationIds);
+  await db.whenSynced();
+  // @ts-expect-error whenSynced takes ids, not numbers
+  await db.whenSynced([1]);
+  const rejected = await db.rejected();
+  expectType<string>(rejected[0].error);
+  expectType<boolean>(await db.acknowledgeRejected(rejected[0].mutationId));
   await u.update({ where: { id: "1" }, values: { age: 37 } });
   await u.delete({ where: { id: { in: ["1", "2"] } } });
   const one = await u.get("1");
@@ -130,3 +140,26 @@ defineModel("synced", {
 });
 // @ts-expect-error timeoutMs is a number of milliseconds
 defineModel("badTimeout", { primaryKey: "id", sync: { timeoutMs: "5s" } });
+
+// Conflict strategies and the ORM-wide batch hook.
+const stamped = defineModel("stamped", {
+  primaryKey: "id",
+  schema: z.object({ id: z.string(), title: z.string(), updatedAt: z.number() }),
+  conflict: { lww: "updatedAt" },
+});
+defineModel("merged", {
+  primaryKey: "id",
+  schema: z.object({ id: z.string(), tags: z.array(z.string()) }),
+  conflict: (local, remote, base) => ({ ...remote, tags: [...(local?.tags ?? []), ...remote.tags, ...(base?.tags ?? [])] }),
+});
+// @ts-expect-error lww names a field of the row
+defineModel("badLww", { primaryKey: "id", schema: z.object({ id: z.string() }), conflict: { lww: "missing" } });
+// @ts-expect-error not a strategy
+defineModel("badConflict", { primaryKey: "id", conflict: "server" });
+createSyncOrm({
+  models: { stamped },
+  sync: { batchSize: 50, mutations: async (entries) => entries.map((e) => (e.model === "stamped" ? "done" : "retry")) },
+});
+function onRejected(e: unknown) {
+  if (e instanceof RejectedWriteError) expectType<string>(e.mutationId);
+}

@@ -3,6 +3,7 @@
 
 use super::Out;
 use super::{Db, Remote, Storage, Validator};
+use crate::core::batch::Batch;
 use crate::core::coalesce;
 use crate::core::db::PushOutcome;
 use crate::core::limits::{too_deep_path, MAX_DEPTH};
@@ -33,6 +34,14 @@ pub struct DrainReport {
     pub remaining: usize,
     /// A push hook said the backend needs credentials: pushes wait for `resume_sync`.
     pub needs_auth: bool,
+}
+
+/// Where a set of writes stands with the backend (see [`Db::confirmation`]).
+#[derive(Debug, PartialEq)]
+pub enum Confirmation {
+    Pending,
+    Synced,
+    Rejected(Error),
 }
 
 impl<S: Storage, V: Validator, R: Remote> Db<S, V, R> {
@@ -286,7 +295,8 @@ impl<S: Storage, V: Validator, R: Remote> Db<S, V, R> {
                         if !replica.outbox().iter().any(|e| e.mutation_id == id) {
                             return Ok(None);
                         }
-                        Ok(Some((replica.plan_rollback(id)?, ())))
+                        let batch = replica.plan_rollback(id, Some((msg.clone(), now)))?;
+                        Ok(Some((batch, ())))
                     })
                     .await?;
                 if planned.is_some() {
@@ -379,7 +389,12 @@ impl<S: Storage, V: Validator, R: Remote> Db<S, V, R> {
             let _turn = self.queue.turn().await;
             let plan = self
                 .commit_planned(&[model.to_string()], |replica| {
-                    let (batch, plan) = replica.plan_pull(model, rows.clone())?;
+                    let mut resolve = |local: Option<&Obj>, remote: &Obj, base: Option<&Obj>| {
+                        self.remote
+                            .resolve(model, local, remote, base)
+                            .map_err(Error::Sync)
+                    };
+                    let (batch, plan) = replica.plan_pull(model, rows.clone(), &mut resolve)?;
                     Ok(Some((batch, plan)))
                 })
                 .await?;
@@ -455,6 +470,89 @@ impl<S: Storage, V: Validator, R: Remote> Db<S, V, R> {
         rows
     }
 
+    /// Where the writes `ids` stand (`None`: every pending one, i.e. nothing to wait for once the
+    /// outbox is empty): still pending, all acknowledged, or one of them rejected (the oldest).
+    /// An id the outbox does not know counts as acknowledged (it may have been long ago).
+    pub fn confirmation(&self, ids: Option<&[String]>) -> Confirmation {
+        let replica = self.replica.borrow();
+        let pending = |id: &str| {
+            replica
+                .outbox()
+                .binary_search_by(|e| e.mutation_id.as_str().cmp(id))
+                .is_ok()
+        };
+        let Some(ids) = ids else {
+            return if replica.outbox().is_empty() {
+                Confirmation::Synced
+            } else {
+                Confirmation::Pending
+            };
+        };
+        if ids.iter().any(|id| pending(id)) {
+            return Confirmation::Pending;
+        }
+        match replica
+            .rejected()
+            .iter()
+            .find(|e| ids.contains(&e.mutation_id))
+        {
+            Some(e) => Confirmation::Rejected(Error::Rejected {
+                mutation_id: e.mutation_id.clone(),
+                message: format!(
+                    "the backend rejected {} {} on \"{}\": {}",
+                    format!("{:?}", e.action).to_lowercase(),
+                    e.mutation_id,
+                    e.model,
+                    e.rejected.as_ref().map_or("", |r| r.error.as_str())
+                ),
+            }),
+            None => Confirmation::Synced,
+        }
+    }
+
+    /// The pending writes' ids, oldest first (what `whenSynced()` without ids waits for).
+    pub fn pending_ids(&self) -> Vec<String> {
+        let replica = self.replica.borrow();
+        replica
+            .outbox()
+            .iter()
+            .map(|e| e.mutation_id.clone())
+            .collect()
+    }
+
+    /// Writes the backend rejected that the app has not acknowledged, oldest first.
+    pub fn rejected(&self) -> Result<Vec<OutboxEntry>> {
+        self.check_open()?;
+        Ok(self.replica.borrow().rejected().to_vec())
+    }
+
+    /// Forgets a rejected write (`db.acknowledgeRejected(id)`); `false` when there is none.
+    pub async fn acknowledge_rejected_in(&self, turn: Turn, mutation_id: &str) -> Result<bool> {
+        let _turn = turn.await;
+        self.check_open()?;
+        self.ready().await?;
+        let done = self
+            .commit_planned(&[], |replica| {
+                if !replica
+                    .rejected()
+                    .iter()
+                    .any(|e| e.mutation_id == mutation_id)
+                {
+                    return Ok(None);
+                }
+                let batch = Batch {
+                    outbox_delete: vec![mutation_id.to_string()],
+                    ..Batch::default()
+                };
+                Ok(Some((batch, ())))
+            })
+            .await?;
+        if done.is_some() {
+            self.notify();
+        }
+        Ok(done.is_some())
+    }
+
     /// Drops a pending write and rolls its local change back, as if the backend had rejected it.
     /// Refused while that write's push is in flight (the backend may be applying it): try again
     /// once it settled.
@@ -490,7 +588,7 @@ impl<S: Storage, V: Validator, R: Remote> Db<S, V, R> {
             {
                 return Err(Error::Sync(format!("no pending mutation {mutation_id}")));
             }
-            Ok(Some((replica.plan_rollback(mutation_id)?, ())))
+            Ok(Some((replica.plan_rollback(mutation_id, None)?, ())))
         })
         .await?;
         Ok(())

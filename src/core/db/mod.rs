@@ -19,7 +19,8 @@ mod live;
 mod read;
 mod write;
 
-pub use drain::DrainReport;
+pub use drain::{Confirmation, DrainReport};
+pub use write::Written;
 
 use super::batch::Batch;
 use super::live::LiveSet;

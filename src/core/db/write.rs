@@ -2,6 +2,23 @@
 
 use super::*;
 
+/// A write's answer: the rows it returns, and the outbox entries it queued (none for a model that
+/// does not push, or a write that changed nothing).
+#[derive(Debug, Default)]
+pub struct Written {
+    pub rows: Vec<Out>,
+    pub mutation_ids: Vec<String>,
+}
+
+/// The outbox entries a write's batch creates.
+fn new_entries(batch: &Batch) -> Vec<String> {
+    batch
+        .outbox_put
+        .iter()
+        .map(|e| e.mutation_id.clone())
+        .collect()
+}
+
 impl<S: Storage, V: Validator, R: Remote> Db<S, V, R> {
     pub(super) async fn validate(&self, model: &str, rows: Vec<Value>) -> Result<Vec<Value>> {
         let has_schema = self.replica.borrow().schema.model(model)?.has_schema;
@@ -25,7 +42,8 @@ impl<S: Storage, V: Validator, R: Remote> Db<S, V, R> {
         values: &'a Value,
         returning: Option<&'a Value>,
     ) -> impl Future<Output = Result<Vec<Out>>> + 'a {
-        self.insert_in(self.turn(), model, values, returning)
+        let written = self.insert_in(self.turn(), model, values, returning);
+        async { written.await.map(|w| w.rows) }
     }
 
     pub async fn insert_in(
@@ -34,7 +52,7 @@ impl<S: Storage, V: Validator, R: Remote> Db<S, V, R> {
         model: &str,
         values: &Value,
         returning: Option<&Value>,
-    ) -> Result<Vec<Out>> {
+    ) -> Result<Written> {
         let ret = self.replica.borrow().parse_returning(model, returning)?;
         let _turn = turn.await;
         let now = (self.env.now)();
@@ -54,7 +72,8 @@ impl<S: Storage, V: Validator, R: Remote> Db<S, V, R> {
         values: &'a Value,
         returning: Option<&'a Value>,
     ) -> impl Future<Output = Result<Vec<Out>>> + 'a {
-        self.update_in(self.turn(), model, where_, values, returning)
+        let written = self.update_in(self.turn(), model, where_, values, returning);
+        async { written.await.map(|w| w.rows) }
     }
 
     pub async fn update_in(
@@ -64,7 +83,7 @@ impl<S: Storage, V: Validator, R: Remote> Db<S, V, R> {
         where_: Option<&Value>,
         values: &Value,
         returning: Option<&Value>,
-    ) -> Result<Vec<Out>> {
+    ) -> Result<Written> {
         let filter = self.required_filter(model, where_, "update")?;
         let ret = self.replica.borrow().parse_returning(model, returning)?;
         let _turn = turn.await;
@@ -87,7 +106,7 @@ impl<S: Storage, V: Validator, R: Remote> Db<S, V, R> {
         model: &str,
         plan: impl Fn(&Replica) -> Result<Vec<Value>>,
         build: impl Fn(&Replica, Vec<Value>) -> Result<(Batch, Vec<Row>)>,
-    ) -> Result<Vec<Out>> {
+    ) -> Result<Written> {
         self.check_open()?;
         let models = Replica::returning_models(ret);
         for _ in 0..MAX_ATTEMPTS {
@@ -96,7 +115,10 @@ impl<S: Storage, V: Validator, R: Remote> Db<S, V, R> {
             let rows = self.validate(model, rows).await?;
             let (batch, affected) = build(&self.replica.borrow(), rows)?;
             if self.try_commit(&batch).await? {
-                return self.replica.borrow().returning(ret, &affected);
+                return Ok(Written {
+                    rows: self.replica.borrow().returning(ret, &affected)?,
+                    mutation_ids: new_entries(&batch),
+                });
             }
         }
         Err(too_busy())
@@ -108,7 +130,8 @@ impl<S: Storage, V: Validator, R: Remote> Db<S, V, R> {
         where_: Option<&'a Value>,
         returning: Option<&'a Value>,
     ) -> impl Future<Output = Result<Vec<Out>>> + 'a {
-        self.delete_in(self.turn(), model, where_, returning)
+        let written = self.delete_in(self.turn(), model, where_, returning);
+        async { written.await.map(|w| w.rows) }
     }
 
     pub async fn delete_in(
@@ -117,21 +140,25 @@ impl<S: Storage, V: Validator, R: Remote> Db<S, V, R> {
         model: &str,
         where_: Option<&Value>,
         returning: Option<&Value>,
-    ) -> Result<Vec<Out>> {
+    ) -> Result<Written> {
         let filter = self.required_filter(model, where_, "delete")?;
         let ret = self.replica.borrow().parse_returning(model, returning)?;
         let _turn = turn.await;
         self.check_open()?;
         let now = (self.env.now)();
-        let rows = self
+        let (rows, mutation_ids) = self
             .commit_planned(&Replica::returning_models(&ret), |replica| {
                 let rows = replica.plan_delete(model, &filter)?;
                 let batch = replica.build_delete(model, &rows, now)?;
-                Ok(Some((batch, rows)))
+                let ids = new_entries(&batch);
+                Ok(Some((batch, (rows, ids))))
             })
             .await?
             .unwrap_or_default();
-        self.replica.borrow().returning(&ret, &rows)
+        Ok(Written {
+            rows: self.replica.borrow().returning(&ret, &rows)?,
+            mutation_ids,
+        })
     }
 
     /// `update` and `delete` need an explicit `where`: `where: {}` targets every row on purpose,

@@ -36,6 +36,9 @@ pub struct Replica {
     tables: Tables,
     /// Pending outbox entries, oldest first (mirrors the storage's outbox store).
     outbox: Vec<OutboxEntry>,
+    /// Rejected entries kept until acknowledged (stored in the same store, see
+    /// [`OutboxEntry::rejected`]).
+    rejected: Vec<OutboxEntry>,
     /// Mutation ids and generated primary keys (interior mutability keeps planning `&self`).
     ids: RefCell<IdGen>,
     /// Rows changed in memory since live queries last looked (see [`crate::core::live`]).
@@ -55,6 +58,7 @@ impl Replica {
             schema,
             tables: HashMap::new(),
             outbox: Vec::new(),
+            rejected: Vec::new(),
             ids: RefCell::new(IdGen::default()),
             touched: Touched::default(),
             online: true,
@@ -72,10 +76,37 @@ impl Replica {
         self.ids = RefCell::new(IdGen::new(random));
     }
 
-    /// Replaces the in-memory outbox with what storage holds.
-    pub fn set_outbox(&mut self, mut entries: Vec<OutboxEntry>) {
-        entries.sort_by(|a, b| a.mutation_id.cmp(&b.mutation_id));
-        self.outbox = entries;
+    /// Replaces the in-memory outbox (and the rejected entries) with what storage holds.
+    pub fn set_outbox(&mut self, entries: Vec<OutboxEntry>) {
+        self.outbox.clear();
+        self.rejected.clear();
+        for e in entries {
+            self.place(e);
+        }
+    }
+
+    /// Puts a stored outbox record where it belongs: the pending queue, or the rejected list.
+    /// Either list stays sorted by mutation id (creation order).
+    pub(super) fn place(&mut self, e: OutboxEntry) {
+        self.forget(&e.mutation_id);
+        let list = if e.rejected.is_some() {
+            &mut self.rejected
+        } else {
+            &mut self.outbox
+        };
+        match list.binary_search_by(|x| x.mutation_id.cmp(&e.mutation_id)) {
+            Ok(i) => list[i] = e,
+            Err(i) => list.insert(i, e),
+        }
+    }
+
+    /// Removes the outbox record `id` from whichever list holds it.
+    pub(super) fn forget(&mut self, id: &str) {
+        for list in [&mut self.outbox, &mut self.rejected] {
+            if let Ok(i) = list.binary_search_by(|x| x.mutation_id.as_str().cmp(id)) {
+                list.remove(i);
+            }
+        }
     }
 
     /// Replaces the outbox entries with these ids by `entries` (what storage holds for them now;
@@ -84,14 +115,10 @@ impl Replica {
         let gone: HashSet<&str> = ids.iter().map(String::as_str).collect();
         self.outbox
             .retain(|e| !gone.contains(e.mutation_id.as_str()));
+        self.rejected
+            .retain(|e| !gone.contains(e.mutation_id.as_str()));
         for e in entries {
-            match self
-                .outbox
-                .binary_search_by(|x| x.mutation_id.cmp(&e.mutation_id))
-            {
-                Ok(i) => self.outbox[i] = e,
-                Err(i) => self.outbox.insert(i, e),
-            }
+            self.place(e);
         }
     }
 
@@ -103,8 +130,14 @@ impl Replica {
         }
     }
 
+    /// Pending outbox entries, oldest first.
     pub fn outbox(&self) -> &[OutboxEntry] {
         &self.outbox
+    }
+
+    /// Entries the backend rejected and the app has not acknowledged yet, oldest first.
+    pub fn rejected(&self) -> &[OutboxEntry] {
+        &self.rejected
     }
 
     pub fn pending_count(&self, model: &str) -> usize {

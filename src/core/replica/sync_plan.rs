@@ -2,7 +2,8 @@
 
 use super::*;
 use crate::core::batch::{Batch, RowOp};
-use crate::core::outbox::OutboxEntry;
+use crate::core::conflict::{self, Conflict, Decision};
+use crate::core::outbox::{OutboxEntry, Rejection};
 use crate::core::query::Filter;
 use crate::core::sync;
 use crate::core::value::{Key, Obj, Row};
@@ -88,16 +89,37 @@ impl Replica {
         })
     }
 
-    /// The entry is rejected (or discarded): it leaves the queue, and every row it touched is
-    /// rebuilt from its confirmed base with the surviving pending entries replayed (see
-    /// [`crate::core::sync`]). The model's table must be loaded.
-    pub fn plan_rollback(&self, mutation_id: &str) -> Result<Batch> {
+    /// The entry is rejected (`rejection`: the backend's error, and when) or discarded: it leaves
+    /// the queue, and every row it touched is rebuilt from its confirmed base with the surviving
+    /// pending entries replayed (see [`crate::core::sync`]). A rejected entry stays stored, marked
+    /// with the error and the rows as they were before the rollback, until acknowledged. The
+    /// model's table must be loaded.
+    pub fn plan_rollback(
+        &self,
+        mutation_id: &str,
+        rejection: Option<(String, f64)>,
+    ) -> Result<Batch> {
         let rejected = self.entry(mutation_id)?;
         let def = self.schema.model(&rejected.model)?;
-        let mut batch = Batch {
-            outbox_delete: vec![mutation_id.to_string()],
-            ..Batch::default()
-        };
+        let mut batch = Batch::default();
+        let mut kept = None;
+        if let Some((error, rejected_at)) = rejection {
+            let rows = rejected
+                .before
+                .iter()
+                .filter_map(|b| Key::from_value(&b.key))
+                .filter_map(|k| self.table(&def.name).ok()?.get(&k).map(Row::to_obj))
+                .collect();
+            let mut e = rejected.clone();
+            e.rejected = Some(Rejection {
+                error,
+                rejected_at,
+                rows,
+            });
+            kept = Some(e);
+        } else {
+            batch.outbox_delete.push(mutation_id.to_string());
+        }
         let mut rebased: Vec<OutboxEntry> = Vec::new();
         let index = self.touch_index(&def.name);
         for before in &rejected.before {
@@ -127,13 +149,21 @@ impl Replica {
             batch.rows.push(row_op(&def.name, key, row));
         }
         batch.outbox_put = rebased;
+        batch.outbox_put.extend(kept);
         Ok(batch)
     }
 
-    /// Merges rows pulled from the backend. Rows without pending writes take the remote version;
-    /// rows with pending writes take it as their new base with the writes replayed on top. A
-    /// row without a usable primary key is skipped and reported (its index in `remote`, why).
-    pub fn plan_pull(&self, model: &str, remote: Vec<(usize, Obj)>) -> Result<(Batch, PullPlan)> {
+    /// Merges rows pulled from the backend, per the model's conflict strategy (see
+    /// [`crate::core::conflict`]): a row taken as a new base gets the pending writes replayed on
+    /// top. `resolve(local, remote, base)` is the app's conflict function. A row without a usable
+    /// primary key, or whose conflict function failed, is skipped and reported (its index in
+    /// `remote`, why).
+    pub fn plan_pull(
+        &self,
+        model: &str,
+        remote: Vec<(usize, Obj)>,
+        resolve: &mut crate::core::conflict::Resolver,
+    ) -> Result<(Batch, PullPlan)> {
         let def = self.schema.model(model)?;
         let table = self.table(model)?;
         let mut batch = Batch::default();
@@ -151,8 +181,36 @@ impl Replica {
             };
             plan.seen.push(key.clone());
             let touching = index.get(&key).map_or(&[][..], Vec::as_slice);
-            if touching.is_empty() {
-                if table.get(&key).is_none_or(|r| *r != row) {
+            let stored = table.get(&key);
+            let pending = !touching.is_empty();
+            let cheap_take = !pending && !matches!(def.conflict, Conflict::Lww(_));
+            let local = (!cheap_take).then(|| stored.map(Row::to_obj)).flatten();
+            let base = if pending {
+                sync::base_of(touching, &key).unwrap_or(None)
+            } else {
+                local.clone()
+            };
+            let decision = if cheap_take {
+                Decision::TakeRemote
+            } else {
+                conflict::decide(&def.conflict, pending, local.as_ref(), &obj, base.as_ref())
+            };
+            let new_base = match decision {
+                Decision::KeepLocal => continue,
+                Decision::TakeRemote => obj,
+                Decision::Ask => match resolve(local.as_ref(), &obj, base.as_ref())
+                    .and_then(|r| resolved_row(def, &pk, &key, r))
+                {
+                    Ok(r) => r,
+                    Err(e) => {
+                        plan.skipped.push(pull_issue(i, e));
+                        continue;
+                    }
+                },
+            };
+            if !pending {
+                let row = Row::from_obj(&new_base);
+                if stored.is_none_or(|r| *r != row) {
                     batch.rows.push(RowOp::Put {
                         model: model.to_string(),
                         key,
@@ -161,8 +219,8 @@ impl Replica {
                 }
                 continue;
             }
-            let local = sync::replay(Some(obj.clone()), touching, def, &key);
-            rebase_in(&mut batch.outbox_put, touching[0], &key, Some(obj));
+            let local = sync::replay(Some(new_base.clone()), touching, def, &key);
+            rebase_in(&mut batch.outbox_put, touching[0], &key, Some(new_base));
             batch.rows.push(row_op(model, key, local));
         }
         Ok((batch, plan))
@@ -211,6 +269,17 @@ pub fn pull_issue(i: usize, e: Error) -> Issue {
             path: vec![i.to_string()],
             message: other.to_string(),
         },
+    }
+}
+
+/// Checks the conflict function's row: it must keep the row's primary key.
+fn resolved_row(def: &ModelDef, pk: &Name, key: &Key, row: Obj) -> Result<Obj> {
+    match row_key_by(def, pk, &Row::from_obj(&row)) {
+        Ok(k) if &k == key => Ok(row),
+        _ => Err(Error::Sync(format!(
+            "the conflict function of \"{}\" returned a row without the pulled row's {} ({key})",
+            def.name, def.primary_key
+        ))),
     }
 }
 

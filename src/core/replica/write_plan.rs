@@ -101,6 +101,7 @@ impl Replica {
             next_attempt_at: now,
             before,
             sent: self.online,
+            rejected: None,
         }
     }
 
@@ -225,16 +226,11 @@ impl Replica {
 
     /// Applies a committed batch to the loaded tables and the in-memory outbox.
     pub fn apply(&mut self, batch: &Batch) {
-        self.outbox
-            .retain(|e| !batch.outbox_delete.contains(&e.mutation_id));
+        for id in &batch.outbox_delete {
+            self.forget(id);
+        }
         for e in &batch.outbox_put {
-            match self
-                .outbox
-                .binary_search_by(|x| x.mutation_id.cmp(&e.mutation_id))
-            {
-                Ok(i) => self.outbox[i] = e.clone(),
-                Err(i) => self.outbox.insert(i, e.clone()),
-            }
+            self.place(e.clone());
         }
         for op in &batch.rows {
             let Some(t) = self.tables.get_mut(op.model()) else {
