@@ -684,6 +684,7 @@ async fn an_aborted_transaction_leaves_neither_row_nor_outbox_entry() {
             row: None,
         }],
         sent: false,
+        rejected: None,
     };
     let batch = Batch {
         rows: vec![

@@ -1,5 +1,5 @@
 // The demo app: Vue on micro-sync's published API (no build step).
-import { createApp, computed, onMounted, onUnmounted, ref, watch } from "vue";
+import { createApp, computed, onMounted, onUnmounted, reactive, ref, watch } from "vue";
 import { createIndexedDbStorage } from "micro-sync";
 import { syncOrmPlugin, useQuery, useRepo, useSyncOrm } from "micro-sync/adapters/vue";
 import { network, projects as projectModel, tasks as taskModel } from "./models.js";
@@ -69,6 +69,31 @@ const App = {
       refreshStats();
     }, { immediate: true });
 
+    // Confirmations: each task's last write made here, until the backend acknowledged it
+    // ("synced") or rejected it; whenSynced works whichever tab pushes the write.
+    const confirmations = reactive(new Map());
+    let writeNo = 0;
+    function track(id, written) {
+      if (!written.mutationIds.length) return;
+      const no = ++writeNo;
+      confirmations.set(id, { no, state: "pending" });
+      const settle = (state) => confirmations.get(id)?.no === no && confirmations.set(id, { no, state });
+      sync.db.whenSynced(written).then(() => settle("synced"), () => settle("rejected"));
+    }
+    const MARKS = { pending: ["…", "waiting for the backend"], synced: ["✓", "saved on the server"], rejected: ["✗", "rejected by the server"] };
+    const mark = (id) => MARKS[confirmations.get(id)?.state] ?? ["", ""];
+
+    // Writes the backend rejected: rolled back, listed until dismissed (in every tab).
+    const rejected = ref([]);
+    const refreshRejected = async () => {
+      rejected.value = await sync.db.rejected();
+    };
+    watch(() => [status.value.pending, status.value.lastError], refreshRejected, { immediate: true });
+    const dismiss = (r) => act(async () => {
+      await sync.db.acknowledgeRejected(r.mutationId);
+      await refreshRejected();
+    });
+
     function show(e) {
       error.value = e.issues ? e.issues.map((i) => i.message).join("; ") : `${e.name}: ${e.message}`;
     }
@@ -87,7 +112,9 @@ const App = {
 
     const addTask = () => act(async () => {
       if (!selected.value) throw new Error("pick or create a project first");
-      await taskRepo.insert({ values: { projectId: selected.value, title: newTask.value, priority: Number(newPriority.value), createdAt: new Date().toISOString() } });
+      const now = new Date().toISOString();
+      const written = await taskRepo.insert({ values: { projectId: selected.value, title: newTask.value, priority: Number(newPriority.value), createdAt: now, updatedAt: now } });
+      track(written[0].id, written);
       newTask.value = "";
     });
     const addProject = () => act(async () => {
@@ -95,11 +122,12 @@ const App = {
       newProject.value = "";
       selected.value = p.id;
     });
-    const toggle = (t) => act(() => taskRepo.update({ where: { id: t.id }, values: { done: !t.done } }));
+    const edit = async (t, values) => track(t.id, await taskRepo.update({ where: { id: t.id }, values: { ...values, updatedAt: new Date().toISOString() } }));
+    const toggle = (t) => act(() => edit(t, { done: !t.done }));
     const remove = (t) => act(() => taskRepo.delete({ where: { id: t.id } }));
     const startEdit = (t) => ((editing.value = t.id), (editTitle.value = t.title));
     const saveEdit = (t) => act(async () => {
-      await taskRepo.update({ where: { id: t.id }, values: { title: editTitle.value } });
+      await edit(t, { title: editTitle.value });
       editing.value = null;
     });
     const retry = (m) => act(() => sync.db.retryPending(m.mutationId));
@@ -113,7 +141,10 @@ const App = {
     let timer;
     onMounted(async () => {
       if (network.isOnline()) await pull();
-      timer = setInterval(() => network.isOnline() && status.value.pending === 0 && pull(), 5000);
+      timer = setInterval(() => {
+        if (network.isOnline() && status.value.pending === 0) pull();
+        refreshRejected(); // another tab may have dismissed some
+      }, 5000);
     });
     onUnmounted(() => clearInterval(timer));
 
@@ -121,7 +152,7 @@ const App = {
     return {
       projects, tasks, backend, selected, search, showDone, sort, newTask, newPriority, newProject,
       editing, editTitle, error, pending, offline, status, addTask, addProject, toggle, remove, startEdit, saveEdit, retry,
-      discard, setOffline, pull,
+      discard, setOffline, pull, mark, rejected, dismiss,
     };
   },
   template: /* html */ `
@@ -136,6 +167,7 @@ const App = {
         <label class="switch"><input type="checkbox" :checked="offline" @change="setOffline($event.target.checked)" data-test="offline" /> go offline</label>
         <button class="ghost" @click="pull">Pull now</button>
       </div>
+      <p class="muted small" data-test="conflict">Conflicts on pull: the newer edit of a task wins (<code>conflict: { lww: "updatedAt" }</code>); ✓ marks a write the server confirmed.</p>
       <p v-if="status.lastError" class="error" data-test="last-error">{{ status.lastError }}</p>
     </header>
     <main>
@@ -166,6 +198,7 @@ const App = {
             <input type="checkbox" :checked="t.done" @change="toggle(t)" />
             <input v-if="editing === t.id" v-model="editTitle" @keyup.enter="saveEdit(t)" @blur="saveEdit(t)" class="edit" />
             <span v-else class="title" @dblclick="startEdit(t)">{{ t.title }}</span>
+            <span class="tick" data-test="confirm" :title="mark(t.id)[1]">{{ mark(t.id)[0] }}</span>
             <span :class="['prio', 'p' + t.priority]">{{ ["", "high", "normal", "low"][t.priority] }}</span>
             <span class="muted" v-if="t.project">{{ t.project.name }}</span>
             <button class="ghost" @click="remove(t)">Delete</button>
@@ -181,6 +214,17 @@ const App = {
           </tr>
           <tr v-if="!pending.length"><td class="muted">Nothing waiting: every write reached the backend.</td></tr>
         </table>
+        <template v-if="rejected.length">
+          <h2>Rejected by the server</h2>
+          <table class="pending" data-test="rejected-list">
+            <tr v-for="r in rejected" :key="r.mutationId">
+              <td>{{ r.action }}</td><td>{{ r.model }}</td>
+              <td>{{ r.rows.map((row) => row.title ?? row.name ?? row.id).join(", ") || "…" + String(r.key).slice(-8) }}</td>
+              <td class="error">{{ r.error }}</td>
+              <td><button class="ghost" @click="dismiss(r)" data-test="dismiss">Dismiss</button></td>
+            </tr>
+          </table>
+        </template>
       </section>
     </main>`,
 };

@@ -60,7 +60,11 @@ export const tasks = defineModel("tasks", {
     done: z.boolean().default(false),
     priority: z.number().int().min(1).max(3).default(2),
     createdAt: z.string(),
+    updatedAt: z.string().optional(),
   }),
+  // When a pull brings a task this tab also changed, the newer edit (by updatedAt) wins; the
+  // fields of writes not yet pushed stay on top either way.
+  conflict: { lww: "updatedAt" },
   sync: hooks("tasks"),
 });
 

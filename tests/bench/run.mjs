@@ -1,7 +1,7 @@
 // `make bench`: runs the workloads in headless Debian Chromium for each library, each in a fresh
 // browser profile, several repetitions; prints medians with ratios to raw IndexedDB and writes
-// BENCHMARKS.md at the repository root. `BENCH_ONLY=scale` runs only the scale section and prints it
-// (BENCHMARKS.md is left alone).
+// BENCHMARKS.md at the repository root. `BENCH_ONLY=scale` (or `drain`) runs only that section and
+// prints it (BENCHMARKS.md is left alone).
 import { chromium } from "playwright-core";
 import { execFileSync } from "node:child_process";
 import { readFileSync, writeFileSync } from "node:fs";
@@ -14,7 +14,7 @@ import { startServer } from "../../www/server.mjs";
 const REPS = Number(process.env.BENCH_REPS ?? 5);
 const SCALE_REPS = Number(process.env.BENCH_SCALE_REPS ?? 3);
 const ONLY = process.env.BENCH_ONLY;
-if (ONLY && ONLY !== "scale") throw new Error(`BENCH_ONLY=${ONLY}: only "scale" is supported`);
+if (ONLY && ONLY !== "scale" && ONLY !== "drain") throw new Error(`BENCH_ONLY=${ONLY}: "scale" or "drain"`);
 const root = fileURLToPath(new URL("../..", import.meta.url));
 const LIBS = ["raw IndexedDB", "Dexie 4", "micro-sync", "micro-sync + outbox"];
 const METRICS = [
@@ -31,7 +31,11 @@ const METRICS = [
   ["wasmMB", "WebAssembly memory after W4", "MB", false],
 ];
 
-const server = await startServer(0);
+// The demo's backend (PGlite in memory) answers /api/* for W12.
+process.env.DEMO_DATA_DIR = "memory://";
+const { createBackend } = await import("../../www/backend.mjs");
+const backend = await createBackend();
+const server = await startServer(0, backend.handle);
 const origin = `http://127.0.0.1:${server.address().port}`;
 const browser = await chromium.launch({ executablePath: "/usr/bin/chromium", args: [...CHROMIUM_ARGS, "--enable-precise-memory-info"] });
 const results = Object.fromEntries(LIBS.map((l) => [l, []]));
@@ -79,6 +83,21 @@ for (let rep = 0; rep < (ONLY ? 0 : Math.min(REPS, 3)); rep++) {
 // Scale: per (library, N) a fresh profile; one page writes N users, then two new pages (same profile,
 // so the database persists) each time from before the import: to the first W3, and to the whole
 // model in memory (then W3 warm and WebAssembly memory in that page).
+// W12: 1,000 pending writes drained through the demo backend, batched and one request per write.
+const DRAIN_N = 1000;
+const DRAIN_MODES = ["batched", "single"];
+const drainRuns = Object.fromEntries(DRAIN_MODES.map((m) => [m, []]));
+for (let rep = 0; rep < (ONLY && ONLY !== "drain" ? 0 : Math.min(REPS, 3)); rep++) {
+  for (const mode of DRAIN_MODES) {
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    await page.goto(`${origin}/tests/bench/page.html`);
+    const out = await page.evaluate(async (args) => (await import("/tests/bench/drain.js")).drainPending(...args), [mode, DRAIN_N, `${rep}`]);
+    await context.close();
+    drainRuns[mode].push(out);
+    process.stdout.write(`W12 rep ${rep + 1} ${mode}: ${out.requests} requests, ${out.ms.toFixed(0)} ms\n`);
+  }
+}
 const SCALE_LIBS = ["Dexie 4", "micro-sync"];
 const SCALE_NS = [10_000, 100_000];
 const scaleRuns = Object.fromEntries(SCALE_LIBS.flatMap((l) => SCALE_NS.map((n) => [`${l} ${n}`, []])));
@@ -92,7 +111,7 @@ const coldPage = async (context, step, args) => {
   await page.close();
   return out;
 };
-for (let rep = 0; rep < SCALE_REPS; rep++) {
+for (let rep = 0; rep < (ONLY === "drain" ? 0 : SCALE_REPS); rep++) {
   for (const n of SCALE_NS) {
     for (const lib of SCALE_LIBS) {
       const context = await browser.newContext();
@@ -112,6 +131,7 @@ for (let rep = 0; rep < SCALE_REPS; rep++) {
 }
 await browser.close();
 server.close();
+await backend.close();
 
 const median = (xs) => {
   const v = xs.filter((x) => x != null).sort((a, b) => a - b);
@@ -146,7 +166,14 @@ scaleTargets.push(
   ["W10 at 100,000 rows: callback ≤ 2 ms beyond the write's commit", `${fmt(msScale(n2, "W10beyond"))} ms`, msScale(n2, "W10beyond") <= 2],
   ["W11 at 100,000 rows (100 live queries): ≤ 10 ms", `${fmt(msScale(n2, "W11"))} ms (${fmt(msScale(n2, "W11beyond"))} beyond the commit)`, msScale(n2, "W11") <= 10],
 );
+const dm = (mode, k) => median(drainRuns[mode].map((r) => r[k]));
+const drainTable = `| W12: drain ${DRAIN_N.toLocaleString("en")} pending writes | requests | ms | writes/s |\n|---|---|---|---|\n${DRAIN_MODES.map((m) => `| ${m === "batched" ? "sync.mutations, batchSize 100" : "sync.mutation, one request per write"} | ${fmt(dm(m, "requests"))} | ${fmt(dm(m, "ms"))} | ${dm(m, "ms") ? fmt((DRAIN_N / dm(m, "ms")) * 1000) : "–"} |`).join("\n")}\n`;
+const drainTargets = [["W12: 1,000 pending writes drain in ≤ 12 requests", `${fmt(dm("batched", "requests"))} requests, ${fmt(dm("batched", "ms"))} ms (one per write: ${fmt(dm("single", "ms"))} ms)`, dm("batched", "requests") <= 12]];
 const tableOf = (rows) => `| target | measured | |\n|---|---|---|\n${rows.map(([t, m, ok]) => `| ${t} | ${m} | ${check(ok)} |\n`).join("")}`;
+if (ONLY === "drain") {
+  console.log(`\n${drainTable}\n${tableOf(drainTargets)}\n(BENCH_ONLY=drain: BENCHMARKS.md not written)`);
+  process.exit(0);
+}
 if (ONLY) {
   console.log(`\n${scaleTable}\n${liveTable}\n${tableOf(scaleTargets)}\n(BENCH_ONLY=scale: BENCHMARKS.md not written)`);
   process.exit(0);
@@ -177,6 +204,7 @@ const targets = [
   ["W8 no slower than Dexie", `${fmt(ms.W8)} vs ${fmt(dx.W8)} ms`, ms.W8 <= dx.W8],
   ["package (wasm + js) ≤ 120 KB gzip", `${(pkgGzip / 1024).toFixed(1)} KB`, pkgGzip <= 120 * 1024],
   ...scaleTargets,
+  ...drainTargets,
 ];
 
 let table = `| workload | unit | ${LIBS.join(" | ")} |\n|---|---|${LIBS.map(() => "---").join("|")}|\n`;
@@ -258,10 +286,18 @@ anchor: TanStack DB reports 0.7 ms to update one row in a sorted 100,000-row col
 storage write).
 
 ${liveTable}
+## Sync: draining pending writes
+
+W12: a page makes ${DRAIN_N.toLocaleString("en")} inserts (one call each, IndexedDB storage) while its network detector says offline, then
+says online; timed until the outbox is empty, against the demo's backend (\`www/backend.mjs\`, PGlite in memory, in this
+Node process, over loopback HTTP), which applies a batch in one transaction and deduplicates by mutation id. Fresh
+profile per run; medians of ${drainRuns.batched.length} runs; the backend's counters check that each write arrived.
+
+${drainTable}
 ## Package size by build
 
 Release builds (\`make build\`), gzip level 9; one row per build this file was generated for (older rows kept).
 
 ${sizeTable}`;
 writeFileSync(`${root}/BENCHMARKS.md`, doc);
-console.log(`\n${table}\n${targetTable}\n${worstTable}\n${scaleTable}\n${liveTable}\nwrote BENCHMARKS.md`);
+console.log(`\n${table}\n${targetTable}\n${worstTable}\n${scaleTable}\n${liveTable}\n${drainTable}\nwrote BENCHMARKS.md`);

@@ -125,7 +125,16 @@ test("a permanent rejection shows the error and rolls the row back", async () =>
   const error = await page.textContent("[data-test=last-error]");
   assert.match(error, /not accepted/);
   assert.equal(await count(`select count(*) as n from rows where data->>'title' = 'A forbidden task'`), 0);
+  // The rejected write is listed with the backend's reason until dismissed.
+  await page.waitForSelector("[data-test=rejected-list]");
+  assert.match(await page.textContent("[data-test=rejected-list]"), /A forbidden task.*not accepted/s);
+  // A write the backend accepted gets its tick once confirmed.
+  await addTask(page, "An accepted task");
+  await page.waitForFunction(() => [...document.querySelectorAll("[data-test=tasks] li")].some((li) => li.textContent.includes("An accepted task") && li.querySelector("[data-test=confirm]")?.textContent === "✓"), null, { timeout: 15000 });
   await page.screenshot({ path: `${shots}demo-rejected.png` });
+  await page.click("[data-test=dismiss]");
+  await page.waitForFunction(() => !document.querySelector("[data-test=rejected-list]"));
+  assert.deepEqual(await page.evaluate(() => window.demo.sync.db.rejected()), []);
   await ctx.close();
   assert.deepEqual(env.errors, []);
 });
