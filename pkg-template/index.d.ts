@@ -100,6 +100,8 @@ export interface Model<Name extends string = string, Row = UntypedRow, Rels exte
   readonly indexes: readonly string[];
   readonly sync?: ModelSync<Row>;
   readonly conflict?: ConflictStrategy<Row>;
+  readonly version: number;
+  readonly migrate?: (row: any, fromVersion: number) => Row;
   /** Assigning works at run time but is untyped: prefer `defineRelations`. */
   relations: Rels;
   /** Type-only marker carrying the row type. */
@@ -131,6 +133,15 @@ type ModelOptions<S extends AnySchema | undefined, Rels> = {
    * fields stay on top in every case. The function runs synchronously; its row keeps the key.
    */
   conflict?: ConflictStrategy<RowFromSchema<S>>;
+  /**
+   * The version of the rows' shape (default 1). When the app starts with a higher version than
+   * the stored rows, `migrate` runs over every stored row of the model and its pending writes, in
+   * one IndexedDB upgrade before anything is read; if it throws, nothing changes and the database
+   * fails to open with `MigrationError`.
+   */
+  version?: number;
+  /** Brings a row stored at `fromVersion` to `version`; must keep the primary key. Synchronous. */
+  migrate?: (row: any, fromVersion: number) => RowFromSchema<S>;
   primaryKey: S extends AnySchema ? FieldOf<InferRow<S>> : string;
   schema?: S;
   indexes?: readonly (S extends AnySchema ? FieldOf<InferRow<S>> : string)[];
@@ -399,6 +410,13 @@ export class DatabaseClosedError extends MicroSyncError {
 }
 export class SyncError extends MicroSyncError {
   readonly name: "SyncError";
+}
+/**
+ * A model migration failed (the stored data was left as it was), or the stored rows are at a newer
+ * version than this page's models (reload to run the newer code).
+ */
+export class MigrationError extends MicroSyncError {
+  readonly name: "MigrationError";
 }
 /** `whenSynced()`: the backend rejected one of the writes (its change was rolled back). */
 export class RejectedWriteError extends MicroSyncError {

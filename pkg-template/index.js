@@ -78,7 +78,8 @@ export const SyncError = errorClass("SyncError");
 export const EngineFailedError = errorClass("EngineFailedError");
 export const UnreadableDataError = errorClass("UnreadableDataError");
 export const RejectedWriteError = errorClass("RejectedWriteError");
-const ERRORS = { ValidationError, QueryError, UnknownModelError, ConstraintError, StorageError, QuotaExceededError, DatabaseClosedError, SyncError, EngineFailedError, RejectedWriteError };
+export const MigrationError = errorClass("MigrationError");
+const ERRORS = { ValidationError, QueryError, UnknownModelError, ConstraintError, StorageError, QuotaExceededError, DatabaseClosedError, SyncError, EngineFailedError, RejectedWriteError, MigrationError };
 
 /** An engine error as an instance of its named class (keeps name, message, details). */
 function named(e) {
@@ -265,7 +266,7 @@ function effectiveSync(model, ormSync) {
 /** Defines a model. `relations` may also be assigned later: `users.relations = { ... }`. */
 export function defineModel(name, opts) {
   if (typeof name !== "string" || name === "") throw new QueryError("defineModel needs a model name");
-  const { primaryKey, schema, indexes = [], sync, relations = {}, coalesce = true, conflict = "remote" } = options(opts, `defineModel("${name}")`);
+  const { primaryKey, schema, indexes = [], sync, relations = {}, coalesce = true, conflict = "remote", version = 1, migrate } = options(opts, `defineModel("${name}")`);
   if (typeof primaryKey !== "string" || primaryKey === "") {
     throw new QueryError(`defineModel("${name}") needs a primaryKey field name`);
   }
@@ -278,7 +279,9 @@ export function defineModel(name, opts) {
   if (typeof coalesce !== "boolean") throw new QueryError(`defineModel("${name}"): coalesce must be true or false`);
   checkSync(sync, `defineModel("${name}")`, ["mutation", "mutations", "query"]);
   checkConflict(conflict, `defineModel("${name}")`);
-  return { name, primaryKey, schema, indexes, sync, relations, coalesce, conflict };
+  if (!(Number.isInteger(version) && version >= 1 && version <= 0xffffffff)) throw new QueryError(`defineModel("${name}"): version must be a whole number ≥ 1, got ${describe(version)}`);
+  if (migrate !== undefined && typeof migrate !== "function") throw new QueryError(`defineModel("${name}"): migrate must be a function (row, fromVersion) => row`);
+  return { name, primaryKey, schema, indexes, sync, relations, coalesce, conflict, version, migrate };
 }
 
 /** `defineModel` under a name that does not collide with Vue's `<script setup>` macro. */
@@ -339,6 +342,7 @@ function describeModel(model, sync = model.sync) {
     hasMutation: typeof sync?.mutation === "function" || typeof sync?.mutations === "function",
     coalesce: model.coalesce !== false,
     conflict: typeof model.conflict === "function" ? "custom" : (model.conflict ?? "remote"),
+    version: model.version ?? 1,
   };
 }
 
@@ -479,6 +483,17 @@ function checkPulled(rows) {
     }
   });
   return JSON.stringify({ rows: checked, issues });
+}
+
+/**
+ * The engine's `migrate(model, rows, fromVersion)` while it upgrades stored data: each row through
+ * the model's `migrate` (rows stay as they are without one). A throw aborts the whole upgrade.
+ */
+function makeMigrator(models) {
+  return (modelName, rows, fromVersion) => {
+    const migrate = models.get(modelName)?.migrate;
+    return migrate ? rows.map((row) => migrate(row, fromVersion)) : rows;
+  };
 }
 
 const messageOf = (e) => (e instanceof Error ? e.message || e.name : typeof e === "string" ? e : JSON.stringify(e) ?? String(e));
@@ -654,7 +669,7 @@ class SyncOrm {
       const effective = new Map(list.map((m) => [m.name, effectiveSync(m, this.#ormSync)]));
       const descs = JSON.stringify(list.map((m) => describeModel(m, effective.get(m.name))));
       const syncs = Object.fromEntries(list.filter((m) => effective.get(m.name)).map((m) => [m.name, effective.get(m.name)]));
-      const hooks = { validate: makeValidator(this.#models), checkPulled, syncs };
+      const hooks = { validate: makeValidator(this.#models), checkPulled, syncs, migrate: makeMigrator(this.#models) };
       this.#db =
         storage.kind === "memory"
           ? Database.withMemory(descs, storage.store, hooks, intervalMs, detector)

@@ -32,6 +32,9 @@ pub enum Error {
     Sync(String),
     /// The database was closed and cannot be used any more.
     Closed,
+    /// A model migration failed (or stored data is newer than the app's models); nothing was
+    /// changed.
+    Migration(String),
     /// The backend rejected write `mutation_id` (`db.whenSynced`); its change was rolled back.
     Rejected {
         mutation_id: String,
@@ -58,6 +61,7 @@ impl Error {
             Error::Sync(_) => "SyncError",
             Error::Closed => "DatabaseClosedError",
             Error::Rejected { .. } => "RejectedWriteError",
+            Error::Migration(_) => "MigrationError",
         }
     }
 
@@ -91,7 +95,9 @@ impl fmt::Display for Error {
                 }
                 Ok(())
             }
-            Error::Query(m) | Error::Constraint(m) | Error::Sync(m) => f.write_str(m),
+            Error::Query(m) | Error::Constraint(m) | Error::Sync(m) | Error::Migration(m) => {
+                f.write_str(m)
+            }
             Error::Rejected { message, .. } => f.write_str(message),
             Error::UnknownModel(m) => write!(
                 f,

@@ -57,7 +57,7 @@ const ENV: Env = Env {
 };
 
 async fn open_with<V: Validator>(name: &str, m: Vec<ModelDef>, v: V) -> Db<IdbStorage, V> {
-    Db::open(IdbStorage::new(name), v, NoRemote, m, ENV)
+    Db::open(IdbStorage::new(name, None), v, NoRemote, m, ENV)
         .await
         .expect("open")
 }
@@ -377,7 +377,7 @@ async fn upgrade_adds_model_and_index_keeping_data() {
 
 #[wasm_bindgen_test]
 async fn storage_errors_carry_dom_names() {
-    let s = IdbStorage::new(&fresh_name());
+    let s = IdbStorage::new(&fresh_name(), None);
     let err = s
         .load(&models(json!([{ "name": "x", "primaryKey": "id" }]))[0])
         .await
@@ -431,7 +431,7 @@ fn notes() -> Vec<ModelDef> {
 async fn notes_storage() -> (String, micro_sync::core::schema::Schema, IdbStorage) {
     let name = fresh_name();
     let schema = micro_sync::core::schema::Schema::new(notes()).unwrap();
-    let storage = IdbStorage::new(&name);
+    let storage = IdbStorage::new(&name, None);
     storage.open(&schema).await.unwrap();
     (name, schema, storage)
 }
@@ -463,7 +463,7 @@ async fn put_behind_storage(name: &str, records: Vec<(&str, wasm_bindgen::JsValu
 
 async fn open_synced(name: &str, backend: &Backend) -> Db<IdbStorage, NoValidation, Backend> {
     Db::open(
-        IdbStorage::new(name),
+        IdbStorage::new(name, None),
         NoValidation,
         backend.clone(),
         notes(),
@@ -720,7 +720,7 @@ async fn an_aborted_transaction_leaves_neither_row_nor_outbox_entry() {
 
 /// Outbox entries the backend acknowledged in storage, read through a second connection.
 async fn stored_outbox(name: &str) -> Vec<String> {
-    let storage = IdbStorage::new(name);
+    let storage = IdbStorage::new(name, None);
     let schema = micro_sync::core::schema::Schema::new(notes()).unwrap();
     storage.open(&schema).await.unwrap();
     let (ids, _) = storage.load_outbox().await.unwrap();
@@ -941,8 +941,8 @@ async fn stale_commits_write_nothing_and_inserts_never_overwrite() {
 
     let name = fresh_name();
     let schema = Schema::new(notes()).unwrap();
-    let a = IdbStorage::new(&name);
-    let b = IdbStorage::new(&name);
+    let a = IdbStorage::new(&name, None);
+    let b = IdbStorage::new(&name, None);
     a.open(&schema).await.unwrap();
     b.open(&schema).await.unwrap();
     let row = |title: &str| {
@@ -1070,8 +1070,20 @@ async fn concurrent_first_opens_with_different_models_converge() {
             json!([{ "name": "b", "primaryKey": "id", "indexes": ["k"] }, { "name": "shared", "primaryKey": "id" }]),
         );
         let (l, r) = futures::future::join(
-            Db::open(IdbStorage::new(&name), NoValidation, NoRemote, left, ENV),
-            Db::open(IdbStorage::new(&name), NoValidation, NoRemote, right, ENV),
+            Db::open(
+                IdbStorage::new(&name, None),
+                NoValidation,
+                NoRemote,
+                left,
+                ENV,
+            ),
+            Db::open(
+                IdbStorage::new(&name, None),
+                NoValidation,
+                NoRemote,
+                right,
+                ENV,
+            ),
         )
         .await;
         let (l, r) = (l.expect("left opens"), r.expect("right opens"));

@@ -215,7 +215,12 @@ impl Database {
         interval_ms: Option<u32>,
         detector: JsValue,
     ) -> Result<Database, JsValue> {
-        let storage = AnyStorage::IndexedDb(crate::storage::indexeddb::IdbStorage::new(name));
+        let migrator = js_sys::Reflect::get(&hooks, &JsValue::from_str("migrate"))
+            .ok()
+            .and_then(|f| f.dyn_into::<js_sys::Function>().ok())
+            .map(crate::storage::indexeddb::Migrator);
+        let storage =
+            AnyStorage::IndexedDb(crate::storage::indexeddb::IdbStorage::new(name, migrator));
         Self::create(
             models_json,
             storage,

@@ -8,6 +8,7 @@ pub mod db;
 pub mod ids;
 pub mod limits;
 pub mod live;
+pub mod migrate;
 pub mod outbox;
 pub mod pattern;
 pub mod ports;

@@ -15,6 +15,7 @@ fn model(fields: Option<&[&str]>) -> ModelDef {
         has_mutation: false,
         coalesce: true,
         conflict: Default::default(),
+        version: 1,
     }
 }
 

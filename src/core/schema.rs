@@ -48,6 +48,13 @@ pub struct ModelDef {
     /// How a pull resolves rows with pending writes (see [`crate::core::conflict`]).
     #[serde(default)]
     pub conflict: Conflict,
+    /// The version of the model's row shape (see [`crate::core::migrate`]); 1 by default.
+    #[serde(default = "one")]
+    pub version: u32,
+}
+
+fn one() -> u32 {
+    1
 }
 
 fn yes() -> bool {
@@ -120,6 +127,12 @@ impl Schema {
         }
         let schema = Schema { models: map };
         for m in schema.models.values() {
+            if m.version == 0 {
+                return Err(Error::query(format!(
+                    "model \"{}\": version must be a whole number ≥ 1",
+                    m.name
+                )));
+            }
             if let Conflict::Lww(field) = &m.conflict {
                 m.check_field(field, "conflict.lww")?;
             }

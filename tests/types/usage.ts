@@ -4,7 +4,7 @@ import { z } from "zod";
 import * as v from "valibot";
 import {
   belongsTo, createIndexedDbStorage, createMemoryStorage, createSyncOrm, defineModel, hasMany, hasOne,
-  EngineFailedError, RejectedWriteError, type SyncStatus, UnreadableDataError, ValidationError, type Written,
+  EngineFailedError, MigrationError, RejectedWriteError, type SyncStatus, UnreadableDataError, ValidationError, type Written,
 } from "micro-sync";
 import { useSyncOrm } from "micro-sync/adapters/vue";
 
@@ -152,6 +152,14 @@ defineModel("merged", {
   schema: z.object({ id: z.string(), tags: z.array(z.string()) }),
   conflict: (local, remote, base) => ({ ...remote, tags: [...(local?.tags ?? []), ...remote.tags, ...(base?.tags ?? [])] }),
 });
+defineModel("versioned", {
+  primaryKey: "id",
+  schema: z.object({ id: z.string(), name: z.string() }),
+  version: 2,
+  migrate: (row, from) => ({ id: row.id, name: from === 1 ? row.title : row.name }),
+});
+// @ts-expect-error migrate returns a row of the model
+defineModel("badMigrate", { primaryKey: "id", schema: z.object({ id: z.string() }), version: 2, migrate: () => 1 });
 // @ts-expect-error lww names a field of the row
 defineModel("badLww", { primaryKey: "id", schema: z.object({ id: z.string() }), conflict: { lww: "missing" } });
 // @ts-expect-error not a strategy
@@ -162,4 +170,5 @@ createSyncOrm({
 });
 function onRejected(e: unknown) {
   if (e instanceof RejectedWriteError) expectType<string>(e.mutationId);
+  if (e instanceof MigrationError) expectType<"MigrationError">(e.name);
 }

@@ -22,7 +22,10 @@
 //! ([`FRESH_MS`]) and records are trimmed only once older than [`TRIM_AGE_MS`] (and beyond the
 //! last [`KEEP_CHANGES`]). Otherwise the commit first asks for any record after `b`.
 
+mod migration;
 mod raw;
+
+pub use migration::Migrator;
 
 use super::{
     Changes, Committed, Loaded, Storage, Unreadable, CHANGES_STORE, KEEP_CHANGES, META_STORE,
@@ -76,6 +79,8 @@ pub struct IdbStorage {
 
 struct Inner {
     name: String,
+    /// The app's `migrate`, for models whose stored rows are at an older version.
+    migrator: Option<Migrator>,
     db: RefCell<Option<Rc<Conn>>>,
     schema: RefCell<Option<Schema>>,
     /// The latest commit number this connection saw, and when (`performance.now()`).
@@ -232,10 +237,11 @@ fn layout(schema: &Schema) -> Vec<(String, String, Vec<String>)> {
 }
 
 impl IdbStorage {
-    pub fn new(name: &str) -> Self {
+    pub fn new(name: &str, migrator: Option<Migrator>) -> Self {
         IdbStorage {
             inner: Rc::new(Inner {
                 name: name.to_string(),
+                migrator,
                 db: RefCell::new(None),
                 schema: RefCell::new(None),
                 confirmed: Cell::new(None),
@@ -280,14 +286,27 @@ impl IdbStorage {
             if conn.writer.version() != conn.db.version() {
                 continue; // upgraded in between: the write connection closed itself
             }
-            if !missing_parts(&conn.db, schema)? {
-                *self.inner.db.borrow_mut() = Some(conn.clone());
-                return Ok(conn);
+            let complete = !missing_parts(&conn.db, schema)?;
+            let migrate = match complete {
+                true => migration::needs_migration(&conn.writer, schema).await,
+                false => Ok(false),
+            };
+            match migrate {
+                Ok(false) if complete => {
+                    *self.inner.db.borrow_mut() = Some(conn.clone());
+                    return Ok(conn);
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    conn.shut();
+                    return Err(e);
+                }
             }
             let version = conn.db.version() + 1.0;
             conn.shut();
             drop(conn);
-            match raw::upgrade(name, version, &layout(schema)).await {
+            let migrator = self.inner.migrator.clone();
+            match raw::upgrade(name, version, &layout(schema), schema, migrator).await {
                 Ok(()) => {}
                 // Another tab upgraded past that version meanwhile: look again.
                 Err(Error::Storage {

@@ -8,7 +8,12 @@
 //! Events resolve promises directly (the promise's `resolve` is the handler), so no Rust closure
 //! is left behind whichever event fires.
 
+use super::migration::{self, Migrator};
+use super::META_STORE;
+use crate::core::schema::Schema;
 use crate::error::{Error, Result};
+use std::cell::RefCell;
+use std::rc::Rc;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
@@ -40,7 +45,7 @@ pub(super) fn js_err(e: JsValue) -> Error {
     }
 }
 
-fn factory() -> Result<web_sys::IdbFactory> {
+pub(super) fn factory() -> Result<web_sys::IdbFactory> {
     js_sys::Reflect::get(&js_sys::global(), &JsValue::from_str("indexedDB"))
         .ok()
         .and_then(|f| f.dyn_into().ok())
@@ -79,20 +84,33 @@ pub(super) async fn open(name: &str) -> Result<web_sys::IdbDatabase> {
     }
 }
 
-/// Opens `name` at `version`, creating every missing store and index in the upgrade transaction.
+/// Opens `name` at `version`, creating every missing store and index in the upgrade transaction
+/// (a new model store records its model's version), then migrating the models whose stored rows
+/// are older (see [`super::migration`]).
 pub(super) async fn upgrade(
     name: &str,
     version: f64,
     layout: &[(String, String, Vec<String>)],
+    schema: &Schema,
+    migrator: Option<Migrator>,
 ) -> Result<()> {
     let req = factory()?.open_with_f64(name, version).map_err(js_err)?;
     let layout = layout.to_vec();
+    let schema = schema.clone();
+    let failure: Rc<RefCell<Option<Error>>> = Rc::default();
+    let failure_in = failure.clone();
     let on_upgrade = Closure::once(
         move |ev: web_sys::IdbVersionChangeEvent| -> std::result::Result<(), JsValue> {
             let req: web_sys::IdbOpenDbRequest = ev.target().ok_or("no target")?.unchecked_into();
             let db: web_sys::IdbDatabase = req.result()?.unchecked_into();
             let tx = req.transaction().ok_or("no upgrade transaction")?;
             let names = db.object_store_names();
+            let created: Vec<String> = schema
+                .models
+                .keys()
+                .filter(|m| !names.contains(m))
+                .cloned()
+                .collect();
             for (store, key_path, indexes) in &layout {
                 let os = if names.contains(store) {
                     tx.object_store(store)?
@@ -108,6 +126,13 @@ pub(super) async fn upgrade(
                     }
                 }
             }
+            let meta = tx.object_store(META_STORE)?;
+            for m in &created {
+                let version = schema.models.get(m).map_or(1, |d| d.version);
+                let rec = migration::version_record(m, version).map_err(|e| e.to_string())?;
+                meta.put(&rec)?;
+            }
+            migration::start(tx, schema, created, migrator, failure_in);
             Ok(())
         },
     );
@@ -116,6 +141,10 @@ pub(super) async fn upgrade(
     // after which the upgrade proceeds on its own.
     let _ = first_event(&req, &["success", "error"]).await;
     drop(on_upgrade);
+    let migration_failed = failure.borrow_mut().take();
+    if let Some(e) = migration_failed {
+        return Err(e);
+    }
     match req.result() {
         Ok(db) => {
             db.unchecked_into::<web_sys::IdbDatabase>().close();
