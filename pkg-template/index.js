@@ -491,8 +491,19 @@ function checkPulled(rows) {
  */
 function makeMigrator(models) {
   return (modelName, rows, fromVersion) => {
-    const migrate = models.get(modelName)?.migrate;
-    return migrate ? rows.map((row) => migrate(row, fromVersion)) : rows;
+    const model = models.get(modelName);
+    if (!model?.migrate) return rows;
+    return rows.map((row) => {
+      const out = model.migrate(row, fromVersion);
+      if (out === null || typeof out !== "object" || Array.isArray(out)) {
+        throw new Error(`migrate returned ${describe(out)} for the row ${JSON.stringify(row[model.primaryKey])}, not a row object`);
+      }
+      checkJson(out, [], (path, message) => {
+        throw new Error(`the migrated row ${JSON.stringify(row[model.primaryKey])}: ${path.length ? path.join(".") : "(row)"} ${message}`);
+      });
+      // Stored as every write stores rows: as JSON (a Date becomes its ISO string).
+      return JSON.parse(JSON.stringify(out));
+    });
   };
 }
 

@@ -58,6 +58,9 @@ test("version 2 migrates stored rows and pending writes in one upgrade; a failin
     db = open({ version: 3, migrate: (row) => ({ ...row, id: `k${row.id}` }) });
     const rekeyed = await settled(db.model("tasks").count());
     await db.close().catch(() => {});
+    db = open({ version: 3, migrate: (row) => ({ ...row, at: () => 1 }) });
+    const notJson = await settled(db.model("tasks").count());
+    await db.close().catch(() => {});
     db = open({});
     const older = await settled(db.model("tasks").count());
     await db.close().catch(() => {});
@@ -68,7 +71,7 @@ test("version 2 migrates stored rows and pending writes in one upgrade; a failin
     await db.retryPendingSync();
     await db.whenSynced();
     await db.close();
-    return { v1, v2, calls, migratedOnce, failed, rekeyed, older, intact, pushed: pushed.slice(1).map((m) => ({ action: m.action, query: m.query })) };
+    return { v1, v2, calls, migratedOnce, failed, rekeyed, notJson, older, intact, pushed: pushed.slice(1).map((m) => ({ action: m.action, query: m.query })) };
   }, `migrate-${Math.random().toString(36).slice(2)}`);
 
   assert.deepEqual(r.v1.rows, [{ id: 1, title: "uno" }, { id: 3, title: "three", priority: 1 }, { id: 4, title: "four" }]);
@@ -89,6 +92,8 @@ test("version 2 migrates stored rows and pending writes in one upgrade; a failin
   assert.match(r.failed.message, /cannot convert task 3.*left as it was/);
   assert.equal(r.rekeyed.error, "MigrationError");
   assert.match(r.rekeyed.message, /keep primary keys/);
+  assert.equal(r.notJson.error, "MigrationError");
+  assert.match(r.notJson.message, /at is a function/);
   assert.equal(r.older.error, "MigrationError");
   assert.match(r.older.message, /version 2, newer than this page's model \(version 1\)/);
   assert.deepEqual(r.intact, r.v2, "failed migrations changed nothing");
