@@ -465,7 +465,8 @@ export interface EngineOptions {
   networkDetector?: NetworkDetector;
 }
 
-export interface PendingMutation {
+/** An outbox entry as `pending()` and `rejected()` show it. */
+export interface OutboxEntryView {
   mutationId: string;
   model: string;
   action: "insert" | "update" | "delete";
@@ -473,18 +474,15 @@ export interface PendingMutation {
   key: Key | Key[];
   query: unknown;
   createdAt: number;
+}
+
+export interface PendingMutation extends OutboxEntryView {
   attempts: number;
   lastError: string | null;
   nextAttemptAt: number;
 }
 
-export interface RejectedMutation {
-  mutationId: string;
-  model: string;
-  action: "insert" | "update" | "delete";
-  key: Key | Key[];
-  query: unknown;
-  createdAt: number;
+export interface RejectedMutation extends OutboxEntryView {
   /** The backend's error message. */
   error: string;
   rejectedAt: number;

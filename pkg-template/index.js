@@ -622,6 +622,12 @@ class Repository {
 const offlineDefault = () => (typeof navigator !== "undefined" && typeof navigator.onLine === "boolean" ? navigator.onLine : true);
 const statusOf = (online, lastError = null) => Object.freeze({ online, engineRunning: false, syncing: false, pendingCount: 0, lastError, lastSyncedAt: null, needsAuth: false });
 
+/** The fields an outbox entry shows to apps (pending or rejected). */
+function entryView(e) {
+  const keys = e.before.map((b) => b.key);
+  return { mutationId: e.mutationId, model: e.model, action: e.action, key: keys.length === 1 ? keys[0] : keys, query: e.query, createdAt: e.createdAt };
+}
+
 class SyncOrm {
   #db = null; // the engine's Database, once WebAssembly is loaded
   #startError = null; // why the engine could not be created
@@ -843,20 +849,12 @@ class SyncOrm {
   /** Pending outbox entries, oldest first: `{ mutationId, model, action, key, attempts, lastError, ... }`. */
   async pending() {
     await this.#ready;
-    return JSON.parse(this.#sync((db) => db.pending())).map((e) => {
-      const keys = e.before.map((b) => b.key);
-      return {
-        mutationId: e.mutationId,
-        model: e.model,
-        action: e.action,
-        key: keys.length === 1 ? keys[0] : keys,
-        query: e.query,
-        createdAt: e.createdAt,
-        attempts: e.attempts,
-        lastError: e.lastError,
-        nextAttemptAt: e.nextAttemptAt,
-      };
-    });
+    return JSON.parse(this.#sync((db) => db.pending())).map((e) => ({
+      ...entryView(e),
+      attempts: e.attempts,
+      lastError: e.lastError,
+      nextAttemptAt: e.nextAttemptAt,
+    }));
   }
 
   /**
@@ -869,7 +867,7 @@ class SyncOrm {
     if (typeof ids === "string") list = [ids];
     else if (Array.isArray(ids?.mutationIds)) list = ids.mutationIds;
     else if (ids !== undefined) list = ids;
-    if (list !== null && !(Array.isArray(list) && list.every((id) => typeof id === "string"))) {
+    if (ids !== undefined && !(Array.isArray(list) && list.every((id) => typeof id === "string"))) {
       throw new QueryError(`whenSynced needs mutation ids (strings), a write's result or nothing, got ${describe(ids)}`);
     }
     return this._invoke((db) => db.whenSynced(JSON.stringify(list)));
@@ -882,20 +880,12 @@ class SyncOrm {
    */
   async rejected() {
     await this.#ready;
-    return JSON.parse(this.#sync((db) => db.rejected())).map((e) => {
-      const keys = e.before.map((b) => b.key);
-      return {
-        mutationId: e.mutationId,
-        model: e.model,
-        action: e.action,
-        key: keys.length === 1 ? keys[0] : keys,
-        query: e.query,
-        createdAt: e.createdAt,
-        error: e.rejected.error,
-        rejectedAt: e.rejected.rejectedAt,
-        rows: e.rejected.rows,
-      };
-    });
+    return JSON.parse(this.#sync((db) => db.rejected())).map((e) => ({
+      ...entryView(e),
+      error: e.rejected.error,
+      rejectedAt: e.rejected.rejectedAt,
+      rows: e.rejected.rows,
+    }));
   }
 
   /** Forgets a rejected write (in every tab); resolves with whether there was one. */

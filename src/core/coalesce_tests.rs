@@ -2,7 +2,7 @@
 //! property test that coalescing never changes any row's replayed state.
 
 use super::*;
-use crate::core::outbox::Before;
+use crate::core::outbox::{test_entry, Before};
 use crate::core::schema::ModelDef;
 use crate::core::sync;
 use proptest::prelude::*;
@@ -13,22 +13,7 @@ fn def() -> ModelDef {
 }
 
 fn entry(id: &str, action: Action, key: i64, query: Value, before: Option<Value>) -> OutboxEntry {
-    OutboxEntry {
-        mutation_id: id.into(),
-        model: "t".into(),
-        action,
-        query,
-        created_at: 0.0,
-        attempts: 0,
-        last_error: None,
-        next_attempt_at: 0.0,
-        sent: false,
-        rejected: None,
-        before: vec![Before {
-            key: json!(key),
-            row: before.and_then(|v| v.as_object().cloned()),
-        }],
-    }
+    test_entry(id, action, query, vec![(key, before)])
 }
 
 fn insert(id: &str, key: i64, row: Value) -> OutboxEntry {

@@ -132,7 +132,7 @@ fn changed_fields(before: &Obj, after: &Obj) -> Obj {
 #[cfg(all(test, not(target_arch = "wasm32")))]
 mod tests {
     use super::*;
-    use crate::core::outbox::{Before, Rejection};
+    use crate::core::outbox::{test_entry, Rejection};
     use serde_json::json;
 
     fn def() -> ModelDef {
@@ -144,25 +144,7 @@ mod tests {
     }
 
     fn entry(action: Action, query: Value, before: Vec<(i64, Option<Value>)>) -> OutboxEntry {
-        OutboxEntry {
-            mutation_id: "m1".into(),
-            model: "t".into(),
-            action,
-            query,
-            created_at: 0.0,
-            attempts: 0,
-            last_error: None,
-            next_attempt_at: 0.0,
-            before: before
-                .into_iter()
-                .map(|(k, row)| Before {
-                    key: json!(k),
-                    row: row.map(obj),
-                })
-                .collect(),
-            sent: false,
-            rejected: None,
-        }
+        test_entry("m1", action, query, before)
     }
 
     /// Version 1 → 2: `title` becomes `name`, `priority` gets a default.

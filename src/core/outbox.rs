@@ -65,3 +65,32 @@ pub struct Rejection {
 fn sent_by_default() -> bool {
     true
 }
+
+/// A new, unsent entry of model `t` for tests: `before` as `(key, row before the write)`.
+#[cfg(all(test, not(target_arch = "wasm32")))]
+pub fn test_entry(
+    id: &str,
+    action: Action,
+    query: Value,
+    before: Vec<(i64, Option<Value>)>,
+) -> OutboxEntry {
+    OutboxEntry {
+        mutation_id: id.into(),
+        model: "t".into(),
+        action,
+        query,
+        created_at: 0.0,
+        attempts: 0,
+        last_error: None,
+        next_attempt_at: 0.0,
+        before: before
+            .into_iter()
+            .map(|(k, row)| Before {
+                key: serde_json::json!(k),
+                row: row.and_then(|v| v.as_object().cloned()),
+            })
+            .collect(),
+        sent: false,
+        rejected: None,
+    }
+}

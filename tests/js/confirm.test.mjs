@@ -52,8 +52,9 @@ test("a write's mutationIds, whenSynced resolving and rejecting, the rejected li
     const left = await db.rejected();
     const allNow = await settled(db.whenSynced());
     const badArg = await settled(db.whenSynced([1]));
+    const nullArg = await settled(db.whenSynced(null));
     const local = await window.db.model("notes").update({ where: { id: 99 }, values: { title: "x" } });
-    return { shape, pushed: [...pushed], okSynced, bad: [...bad.mutationIds], badSynced, row2, listed, afterReopen, again, ack, ackAgain, left, allNow, badArg, localIds: [...local.mutationIds] };
+    return { shape, pushed: [...pushed], okSynced, bad: [...bad.mutationIds], badSynced, row2, listed, afterReopen, again, ack, ackAgain, left, allNow, badArg, nullArg, localIds: [...local.mutationIds] };
   });
   assert.deepEqual(r.shape.keys, ["0"], "mutationIds is not enumerable");
   assert.equal(r.shape.json, '[{"id":1,"title":"fine"}]');
@@ -74,6 +75,7 @@ test("a write's mutationIds, whenSynced resolving and rejecting, the rejected li
   assert.deepEqual(r.left, []);
   assert.deepEqual(r.allNow, { ok: null });
   assert.equal(r.badArg.error, "QueryError");
+  assert.equal(r.nullArg.error, "QueryError");
   assert.deepEqual(r.localIds, [], "a write that changed nothing queued nothing");
   await page.evaluate(() => db.close());
 });
