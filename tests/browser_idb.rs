@@ -685,6 +685,7 @@ async fn an_aborted_transaction_leaves_neither_row_nor_outbox_entry() {
         }],
         sent: false,
         rejected: None,
+        merged: Vec::new(),
     };
     let batch = Batch {
         rows: vec![

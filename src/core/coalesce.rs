@@ -61,6 +61,8 @@ fn values(entry: &OutboxEntry) -> Option<&Map<String, Value>> {
 /// The table in the module docs, for A then B, both pending, both touching one row alone.
 pub fn merge(a: &OutboxEntry, b: &OutboxEntry) -> Merge {
     let mut merged = a.clone();
+    merged.merged.push(b.mutation_id.clone());
+    merged.merged.extend(b.merged.iter().cloned());
     match (a.action, b.action) {
         (Action::Insert, Action::Update) | (Action::Update, Action::Update) => {
             let (Some(old), Some(new)) = (values(a), values(b)) else {

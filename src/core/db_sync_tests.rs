@@ -657,6 +657,66 @@ fn confirmations_follow_acks_and_rejections_which_stay_listed_until_acknowledged
     assert_eq!(other.confirmation(Some(&bad_ids)), Confirmation::Synced);
 }
 
+#[test]
+fn a_write_coalesced_into_an_earlier_one_is_confirmed_or_rejected_with_it() {
+    let (_storage, remote, db) = setup();
+    db.schedule(Event::Online(false)).unwrap();
+    let write = |values: Value| {
+        block_on(db.insert_in(db.turn(), "t", &values, None))
+            .unwrap()
+            .mutation_ids
+    };
+    let update = |id: i64, v: i64| {
+        block_on(db.update_in(
+            db.turn(),
+            "t",
+            Some(&json!({ "id": id })),
+            &json!({ "v": v }),
+            None,
+        ))
+        .unwrap()
+        .mutation_ids
+    };
+    let (a1, a2) = (write(json!({ "id": 1, "v": 1 })), update(1, 2));
+    let (b1, b2) = (write(json!({ "id": 2, "v": 1 })), update(2, 2));
+    db.schedule(Event::Online(true)).unwrap();
+    let first = remote.defer();
+    let mut pool = LocalPool::new();
+    let db = Rc::new(db);
+    {
+        let db = db.clone();
+        pool.spawner()
+            .spawn_local(async move {
+                let _ = db.drain(false).await;
+            })
+            .unwrap();
+    }
+    pool.run_until_stalled();
+    assert_eq!(
+        db.pending().unwrap().len(),
+        2,
+        "each row's two writes merged into one"
+    );
+    assert_eq!(
+        db.confirmation(Some(&a2)),
+        Confirmation::Pending,
+        "the merged-away write waits for the entry that carries it"
+    );
+    first.send(PushOutcome::Done).unwrap();
+    remote.answer(PushOutcome::Reject("row 2 is locked".into()));
+    pool.run();
+    assert_eq!(
+        db.confirmation(Some(&[a1, a2].concat())),
+        Confirmation::Synced
+    );
+    for ids in [b1, b2] {
+        let Confirmation::Rejected(e) = db.confirmation(Some(&ids)) else {
+            panic!("rejected with the entry it was merged into");
+        };
+        assert!(e.to_string().contains("row 2 is locked"), "{e}");
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Acknowledgements, flush, crashes.
 

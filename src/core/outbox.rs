@@ -50,6 +50,10 @@ pub struct OutboxEntry {
     /// app acknowledges it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rejected: Option<Rejection>,
+    /// Ids of later writes coalesced into this entry (see [`crate::core::coalesce`]): they are
+    /// confirmed or rejected with it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub merged: Vec<String>,
 }
 
 /// Why and when the backend rejected an entry, and the rows as the app saw them just before the
@@ -92,5 +96,6 @@ pub fn test_entry(
             .collect(),
         sent: false,
         rejected: None,
+        merged: Vec::new(),
     }
 }

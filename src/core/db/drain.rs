@@ -475,12 +475,6 @@ impl<S: Storage, V: Validator, R: Remote> Db<S, V, R> {
     /// An id the outbox does not know counts as acknowledged (it may have been long ago).
     pub fn confirmation(&self, ids: Option<&[String]>) -> Confirmation {
         let replica = self.replica.borrow();
-        let pending = |id: &str| {
-            replica
-                .outbox()
-                .binary_search_by(|e| e.mutation_id.as_str().cmp(id))
-                .is_ok()
-        };
         let Some(ids) = ids else {
             return if replica.outbox().is_empty() {
                 Confirmation::Synced
@@ -488,14 +482,16 @@ impl<S: Storage, V: Validator, R: Remote> Db<S, V, R> {
                 Confirmation::Pending
             };
         };
-        if ids.iter().any(|id| pending(id)) {
+        // An entry stands for its own write and the writes coalesced into it.
+        let wanted: HashSet<&str> = ids.iter().map(String::as_str).collect();
+        let holds = |e: &&OutboxEntry| {
+            wanted.contains(e.mutation_id.as_str())
+                || e.merged.iter().any(|m| wanted.contains(m.as_str()))
+        };
+        if replica.outbox().iter().any(|e| holds(&e)) {
             return Confirmation::Pending;
         }
-        match replica
-            .rejected()
-            .iter()
-            .find(|e| ids.contains(&e.mutation_id))
-        {
+        match replica.rejected().iter().find(holds) {
             Some(e) => Confirmation::Rejected(Error::Rejected {
                 mutation_id: e.mutation_id.clone(),
                 message: format!(

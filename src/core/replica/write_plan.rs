@@ -102,6 +102,7 @@ impl Replica {
             before,
             sent: self.online,
             rejected: None,
+            merged: Vec::new(),
         }
     }
 
