@@ -45,10 +45,7 @@ pub(super) async fn needs_migration(db: &web_sys::IdbDatabase, schema: &Schema) 
     let meta = tx.object_store(META_STORE).map_err(js_err)?;
     let mut behind = false;
     for def in schema.models.values() {
-        let req = meta.get(&version_key(&def.name)).map_err(js_err)?;
-        let rec = raw::request(&req)
-            .await
-            .ok_or_else(|| Error::storage("reading the stored model versions failed"))?;
+        let rec = get(meta.get(&version_key(&def.name))).await?;
         let stored = stored_version(&rec);
         check_not_newer(def, stored)?;
         behind |= stored < def.version;

@@ -292,11 +292,25 @@ impl IdbStorage {
                 false => Ok(false),
             };
             match migrate {
+                // Reading the versions took a turn: another tab's upgrade may have closed the
+                // connections meanwhile (a closing connection refuses new transactions).
+                Ok(false) if complete && !conn.usable() => {
+                    conn.shut();
+                    continue;
+                }
                 Ok(false) if complete => {
                     *self.inner.db.borrow_mut() = Some(conn.clone());
                     return Ok(conn);
                 }
                 Ok(_) => {}
+                // Another tab's upgrade closed the connection while the versions were read:
+                // look again.
+                Err(Error::Storage {
+                    dom_name: Some(n), ..
+                }) if n == "InvalidStateError" || n == "AbortError" => {
+                    conn.shut();
+                    continue;
+                }
                 Err(e) => {
                     conn.shut();
                     return Err(e);
@@ -401,6 +415,13 @@ impl Conn {
     /// array whole (reads stay off the write connection, as with `indexed_db_futures`).
     fn reader(&self) -> &web_sys::IdbDatabase {
         self.db.as_sys().unchecked_ref()
+    }
+
+    /// Whether both connections still accept transactions (neither is closing).
+    fn usable(&self) -> bool {
+        [self.reader(), &self.writer]
+            .iter()
+            .all(|c| c.transaction_with_str(META_STORE).is_ok())
     }
 
     fn shut(&self) {
