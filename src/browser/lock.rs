@@ -34,24 +34,64 @@ pub struct LockRequest {
     _granted: Option<Closure<dyn FnMut(JsValue) -> Promise>>,
 }
 
+/// How a lock is held: by one request at a time, or by any number of shared ones.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LockMode {
+    Exclusive,
+    Shared,
+}
+
+/// Whether Web Locks exist here (without them every request is granted at once).
+pub fn locks_available() -> bool {
+    lock_manager().is_some()
+}
+
 impl LockRequest {
-    /// Asks for lock `name`; calls `granted()` once it is held, or `lost()` if it cannot be had.
-    /// Without the Web Locks API, `granted()` runs on the next microtask.
+    /// Asks for lock `name` exclusively; calls `granted()` once it is held, or `lost()` if it
+    /// cannot be had. Without the Web Locks API, `granted()` runs on the next microtask.
     pub fn ask(name: &str, granted: Rc<dyn Fn()>, lost: Rc<dyn Fn()>) -> LockRequest {
+        let on_answer: Rc<dyn Fn(bool)> = Rc::new(move |_| granted());
+        Self::ask_with(name, LockMode::Exclusive, false, on_answer, lost)
+    }
+
+    /// Asks for lock `name` in `mode`. `answer(true)` runs once it is held. With `if_available`
+    /// the request does not wait: `answer(false)` runs at once when the lock is not free (nothing
+    /// is held then). `lost()` runs if the request fails (aborted while waiting, or refused).
+    pub fn ask_with(
+        name: &str,
+        mode: LockMode,
+        if_available: bool,
+        answer: Rc<dyn Fn(bool)>,
+        lost: Rc<dyn Fn()>,
+    ) -> LockRequest {
         let release: Rc<RefCell<Option<Function>>> = Rc::default();
         let Some(locks) = lock_manager() else {
-            return Self::granted_at_once(granted);
+            return Self::granted_at_once(Rc::new(move || answer(true)));
         };
-        let abort = web_sys::AbortController::new().ok();
+        // A signal cannot go with `ifAvailable` (the request never waits then anyway).
+        let abort = (!if_available)
+            .then(|| web_sys::AbortController::new().ok())
+            .flatten();
         let options = Object::new();
         if let Some(a) = &abort {
             let _ = Reflect::set(&options, &JsValue::from_str("signal"), &a.signal());
         }
+        if mode == LockMode::Shared {
+            let _ = Reflect::set(&options, &"mode".into(), &"shared".into());
+        }
+        if if_available {
+            let _ = Reflect::set(&options, &"ifAvailable".into(), &JsValue::TRUE);
+        }
         let slot = release.clone();
-        let callback = Closure::<dyn FnMut(JsValue) -> Promise>::new(move |_lock: JsValue| {
+        let callback = Closure::<dyn FnMut(JsValue) -> Promise>::new(move |lock: JsValue| {
+            if lock.is_null() {
+                // `ifAvailable` and someone else holds it.
+                answer(false);
+                return Promise::resolve(&JsValue::UNDEFINED);
+            }
             // The lock is held until this promise settles: its resolve function is the release.
             let held = Promise::new(&mut |resolve, _reject| *slot.borrow_mut() = Some(resolve));
-            granted();
+            answer(true);
             held
         });
         match locks.request(name, &options, callback.as_ref().unchecked_ref()) {

@@ -320,3 +320,77 @@ test("records that cannot be read are set aside and listed; everything else work
   assert.match(out.lastError, /set aside/);
   await page.context().close();
 });
+
+// ---------------------------------------------------------------- the only writer
+// An engine alone on its database (it holds the writers' lease exclusively) commits without a
+// change log record; a tab that opens makes it step down first. These count the log's records to
+// see which mode the writes took, and race the hand-over.
+
+/** Number of records in the database's change log (read through a connection of the page's own). */
+const logCount = (page, name) =>
+  page.evaluate(async (name) => {
+    const raw = await new Promise((ok, ko) => Object.assign(indexedDB.open(name), { onsuccess: (e) => ok(e.target.result), onerror: ko }));
+    const tx = raw.transaction("_changes");
+    const n = await new Promise((ok) => (tx.objectStore("_changes").count().onsuccess = (e) => ok(e.target.result)));
+    raw.close();
+    return n;
+  }, name);
+
+test("a tab alone writes no change log; a tab that opens sees those writes, and racing it loses nothing", async () => {
+  const name = dbName();
+  const context = await env.browser.newContext();
+  const a = await env.page("/tests/js/page.html", context);
+  await a.evaluate(setupTab, [name]);
+  await a.evaluate(() => window.items.insert({ values: { id: "shared", fa: 0, fb: 0 } }));
+  const before = await logCount(a, name);
+  await a.evaluate(async () => {
+    for (let i = 0; i < 30; i++) await window.items.insert({ values: { id: `solo${i}` } });
+  });
+  assert.equal(await logCount(a, name), before, "30 commits of a lone tab wrote no log record");
+  for (let round = 1; round <= 6; round++) {
+    // Tab a keeps writing field fa, un-awaited, while tab b opens and writes field fb at once.
+    await a.evaluate((round) => {
+      window.burst = Promise.all(Array.from({ length: 20 }, (_, i) => window.items.update({ where: { id: "shared" }, values: { fa: round * 100 + i } })));
+    }, round);
+    const b = await env.page("/tests/js/page.html", context);
+    await b.evaluate(setupTab, [name]);
+    const seen = await b.evaluate(async (round) => {
+      const solo = await window.items.count({ where: { id: { like: "solo%" } } });
+      await Promise.all(Array.from({ length: 20 }, (_, i) => window.items.update({ where: { id: "shared" }, values: { fb: round * 100 + i } })));
+      return solo;
+    }, round);
+    await a.evaluate(() => window.burst);
+    assert.equal(seen, 30, `round ${round}: the new tab sees what the lone tab wrote`);
+    const { rows } = await stored(context, name);
+    assert.deepEqual(rows.find((r) => r.id === "shared"), { id: "shared", fa: round * 100 + 19, fb: round * 100 + 19 }, `round ${round}: no lost field`);
+    await b.evaluate(() => window.db.close());
+    await b.close();
+  }
+  await context.close();
+});
+
+test("when the other tab closes, the one left writes without the log again, and a newcomer still sees everything", async () => {
+  const name = dbName();
+  const { context, a, b } = await twoTabs(name);
+  await a.evaluate(() => window.items.insert({ values: { id: "x", v: 0 } }));
+  let n = await logCount(a, name);
+  await b.evaluate(() => window.items.insert({ values: { id: "y", v: 0 } }));
+  assert.equal(await logCount(a, name), n + 1, "with two tabs open, every commit is logged");
+  await b.evaluate(() => window.db.close());
+  await b.close();
+  await a.evaluate(async () => {
+    for (let i = 1; i <= 20; i++) await window.items.update({ where: { id: "x" }, values: { v: i } });
+  });
+  n = await logCount(a, name);
+  await a.evaluate(() => window.items.update({ where: { id: "x" }, values: { v: 21 } }));
+  assert.equal(await logCount(a, name), n, "the tab left alone writes without the log");
+  // A newcomer reads what the lone tab wrote, and both tabs' writes to one row survive.
+  const c = await env.page("/tests/js/page.html", context);
+  await c.evaluate(setupTab, [name]);
+  assert.deepEqual(await c.evaluate(() => window.items.get("x")), { id: "x", v: 21 });
+  const [ra, rc] = await race(a, c, () => window.items.update({ where: { id: "x" }, values: { fa: 1 } }), () => window.items.update({ where: { id: "x" }, values: { fc: 1 } }));
+  assert.ok(!ra.error && !rc.error, JSON.stringify([ra, rc]));
+  const { rows } = await stored(context, name);
+  assert.deepEqual(rows.find((r) => r.id === "x"), { id: "x", v: 21, fa: 1, fc: 1 });
+  await context.close();
+});

@@ -21,7 +21,15 @@
 //! trimmed, which holds when this connection confirmed `b` as the latest number recently
 //! ([`FRESH_MS`]) and records are trimmed only once older than [`TRIM_AGE_MS`] (and beyond the
 //! last [`KEEP_CHANGES`]). Otherwise the commit first asks for any record after `b`.
+//!
+//! ## The only writer
+//! While this storage holds the writers' lease exclusively ([`lease`]), no other storage is open
+//! on the database, so nobody else can commit. Its first commit under that hold is a checked one
+//! whose record is marked `solo` (with this storage's id); the commits after it write no record
+//! and leave the commit number where that record put it. A storage reading the log past another
+//! storage's `solo` record reads everything again, since what came after is not in the log.
 
+mod lease;
 mod migration;
 mod raw;
 
@@ -42,6 +50,7 @@ use indexed_db_futures::error::{DomException, Error as IdbError, OpenDbError};
 use indexed_db_futures::internals::SystemRepr;
 use indexed_db_futures::prelude::*;
 use indexed_db_futures::KeyRange;
+use lease::{Hold, Lease};
 use raw::{js_err, monotonic_ms};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -85,6 +94,13 @@ struct Inner {
     schema: RefCell<Option<Schema>>,
     /// The latest commit number this connection saw, and when (`performance.now()`).
     confirmed: Cell<Option<(u64, f64)>>,
+    /// The writers' lease: held exclusively, commits may skip the change log.
+    lease: Lease,
+    /// While commits skip the log: the number of the `solo` record that began it, and the
+    /// exclusive hold (its epoch) it belongs to.
+    solo: Cell<Option<(u64, u64)>>,
+    /// Names this storage in the `solo` records it writes.
+    me: f64,
 }
 
 fn dom_name(e: &DomException) -> String {
@@ -221,6 +237,11 @@ struct LogRecord {
     at: f64,
     /// The [`ChangeSet`] as JSON.
     changes: String,
+    /// On the first commit of an exclusive hold of the writers' lease: the writing storage's id.
+    /// Its later commits skip the log, so any other storage reading past this record reads
+    /// everything again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    solo: Option<f64>,
 }
 
 /// What the database must contain: (store, key path, indexes).
@@ -245,12 +266,18 @@ impl IdbStorage {
                 db: RefCell::new(None),
                 schema: RefCell::new(None),
                 confirmed: Cell::new(None),
+                lease: Lease::new(name),
+                solo: Cell::new(None),
+                me: (js_sys::Math::random() * 9_007_199_254_740_991.0).floor(),
             }),
         }
     }
 
     /// The open connection, reopening (and upgrading) if a `versionchange` closed it.
     async fn db(&self) -> Result<Rc<Conn>> {
+        if self.inner.lease.current().is_none() {
+            self.inner.lease.hold().await?;
+        }
         if let Some(db) = self.inner.db.borrow().clone() {
             return Ok(db);
         }
@@ -268,6 +295,7 @@ impl IdbStorage {
     /// deadlock; the read connection gets its `versionchange` watcher before anything else is
     /// awaited. If an upgrade came between the two opens, both are opened again.
     async fn connect(&self, schema: &Schema) -> Result<Rc<Conn>> {
+        self.inner.lease.hold().await?;
         let name = self.inner.name.as_str();
         for _ in 0..MAX_UPGRADES {
             let writer = raw::open(name).await?;
@@ -489,14 +517,20 @@ impl IdbStorage {
         self.inner.confirmed.set(Some((seq, monotonic_ms())));
     }
 
-    /// Issues every request of `batch` in `tx` (the log record first, see the module docs).
+    /// Issues every request of `batch` in `tx`: the log record first (see the module docs), if
+    /// there is one.
     fn fill(
         tx: &web_sys::IdbTransaction,
         batch: &Batch,
-        record: &JsValue,
-    ) -> Result<web_sys::IdbRequest> {
-        let log = tx.object_store(CHANGES_STORE).map_err(js_err)?;
-        let log_req = log.add(record).map_err(js_err)?;
+        record: Option<&JsValue>,
+    ) -> Result<Option<web_sys::IdbRequest>> {
+        let log_req = match record {
+            Some(record) => {
+                let log = tx.object_store(CHANGES_STORE).map_err(js_err)?;
+                Some(log.add(record).map_err(js_err)?)
+            }
+            None => None,
+        };
         let rows: Vec<&Row> = batch.rows.iter().filter_map(|op| op.row()).collect();
         let rows: js_sys::Array = to_js(&rows)?.unchecked_into();
         let mut next_row = 0;
@@ -523,6 +557,100 @@ impl IdbStorage {
             }
         }
         Ok(log_req)
+    }
+
+    /// The transaction of a commit over `batch`'s stores (and the log's, with `log`).
+    fn write_tx(db: &Conn, batch: &Batch, log: bool) -> Result<web_sys::IdbTransaction> {
+        let mut stores: Vec<&str> = batch.models();
+        if batch.touches_outbox() {
+            stores.push(OUTBOX_STORE);
+        }
+        if log {
+            stores.push(CHANGES_STORE);
+        }
+        let names: js_sys::Array = stores.iter().map(|s| JsValue::from_str(s)).collect();
+        let mode = web_sys::IdbTransactionMode::Readwrite;
+        db.writer
+            .transaction_with_str_sequence_and_mode(&names, mode)
+            .map_err(js_err)
+    }
+
+    /// A commit while this storage is the only writer: no log record, no check (nobody else can
+    /// have committed since its `solo` record). Storage stays at commit number `seq`.
+    async fn commit_unlogged(&self, db: &Conn, batch: &Batch, seq: u64) -> Result<Committed> {
+        let tx = Self::write_tx(db, batch, false)?;
+        if let Err(e) = Self::fill(&tx, batch, None) {
+            let _ = tx.abort();
+            return Err(e);
+        }
+        if raw::commit(&tx).await {
+            return Ok(Committed::Done(seq));
+        }
+        Err(tx_error(tx.error()))
+    }
+
+    /// A checked commit (module docs). With `solo`, its record starts this storage's run of
+    /// unlogged commits, for the exclusive hold `epoch`.
+    async fn commit_logged(
+        &self,
+        db: &Conn,
+        batch: &Batch,
+        base: u64,
+        solo: bool,
+        epoch: u64,
+    ) -> Result<Committed> {
+        let seq = base + 1;
+        let changes = serde_json::to_string(&batch.change_set())
+            .map_err(|e| Error::storage(e.to_string()))?;
+        let record = to_js(&LogRecord {
+            seq,
+            at: js_sys::Date::now(),
+            changes,
+            solo: solo.then_some(self.inner.me),
+        })?;
+        let tx = Self::write_tx(db, batch, true)?;
+        let fresh = self
+            .inner
+            .confirmed
+            .get()
+            .is_some_and(|(s, t)| s == base && monotonic_ms() - t < FRESH_MS);
+        if !fresh {
+            // Not confirmed lately: first ask whether anyone committed after `base`.
+            let after = JsValue::from_f64(base as f64);
+            let newer = web_sys::IdbKeyRange::lower_bound_with_open(&after, true)
+                .and_then(|range| tx.object_store(CHANGES_STORE)?.get_key(&range))
+                .map_err(js_err)?;
+            let found = raw::request(&newer).await;
+            if found.is_none_or(|k| !k.is_undefined()) {
+                let _ = tx.abort();
+                self.inner.confirmed.set(None);
+                return Ok(Committed::Stale);
+            }
+        }
+        let log_req = match Self::fill(&tx, batch, Some(&record)) {
+            Ok(r) => r,
+            Err(e) => {
+                // A request could not even be made (a key missing, a value not cloneable): write
+                // none of them.
+                let _ = tx.abort();
+                return Err(e);
+            }
+        };
+        if raw::commit(&tx).await {
+            self.confirm(seq);
+            self.trim_later(seq);
+            if solo {
+                self.inner.solo.set(Some((seq, epoch)));
+            }
+            return Ok(Committed::Done(seq));
+        }
+        let log_failed = log_req.and_then(|r| r.error().ok().flatten());
+        if log_failed.is_some_and(|e| e.name() == "ConstraintError") {
+            // Someone committed `base + 1` first.
+            self.inner.confirmed.set(None);
+            return Ok(Committed::Stale);
+        }
+        Err(tx_error(tx.error()))
     }
 
     /// Deletes change log records that are both beyond the last [`KEEP_CHANGES`] and older than
@@ -731,6 +859,9 @@ impl Storage for IdbStorage {
         }
         for r in records {
             changes.seq = r.seq;
+            if r.solo.is_some_and(|writer| writer != self.inner.me) {
+                changes.complete = false; // commits after it are not in the log
+            }
             match serde_json::from_str::<ChangeSet>(&r.changes) {
                 Ok(set) => changes.add(set),
                 Err(_) => changes.complete = false, // read everything again instead
@@ -746,65 +877,28 @@ impl Storage for IdbStorage {
         if batch.is_empty() {
             return Ok(Committed::Done(base));
         }
-        let db = self.db().await?;
-        let mut stores: Vec<&str> = batch.models();
-        if batch.touches_outbox() {
-            stores.push(OUTBOX_STORE);
-        }
-        stores.push(CHANGES_STORE);
-        let names: js_sys::Array = stores.iter().map(|s| JsValue::from_str(s)).collect();
-        let seq = base + 1;
-        let changes = serde_json::to_string(&batch.change_set())
-            .map_err(|e| Error::storage(e.to_string()))?;
-        let record = to_js(&LogRecord {
-            seq,
-            at: js_sys::Date::now(),
-            changes,
-        })?;
-        let mode = web_sys::IdbTransactionMode::Readwrite;
-        let tx = db
-            .writer
-            .transaction_with_str_sequence_and_mode(&names, mode)
-            .map_err(js_err)?;
-        let fresh = self
-            .inner
-            .confirmed
-            .get()
-            .is_some_and(|(s, t)| s == base && monotonic_ms() - t < FRESH_MS);
-        if !fresh {
-            // Not confirmed lately: first ask whether anyone committed after `base`.
-            let after = JsValue::from_f64(base as f64);
-            let newer = web_sys::IdbKeyRange::lower_bound_with_open(&after, true)
-                .and_then(|range| tx.object_store(CHANGES_STORE)?.get_key(&range))
-                .map_err(js_err)?;
-            let found = raw::request(&newer).await;
-            if found.is_none_or(|k| !k.is_undefined()) {
-                let _ = tx.abort();
-                self.inner.confirmed.set(None);
-                return Ok(Committed::Stale);
-            }
-        }
-        let log_req = match Self::fill(&tx, batch, &record) {
-            Ok(r) => r,
-            Err(e) => {
-                // A request could not even be made (a key missing, a value not cloneable): write
-                // none of them.
-                let _ = tx.abort();
-                return Err(e);
+        // Whatever was awaited last, the hold is read in the same task that creates the
+        // transaction: a step-down (see [`lease`]) cannot come in between.
+        let (db, hold) = loop {
+            let db = self.db().await?;
+            if let Some(hold) = self.inner.lease.current() {
+                break (db, hold);
             }
         };
-        if raw::commit(&tx).await {
-            self.confirm(seq);
-            self.trim_later(seq);
-            return Ok(Committed::Done(seq));
+        let epoch = self.inner.lease.epoch();
+        let solo = match (hold, self.inner.solo.get()) {
+            (Hold::Exclusive, Some((seq, e))) if e == epoch => Some(seq),
+            _ => None,
+        };
+        if let Some(seq) = solo {
+            if base != seq {
+                // Behind its own `solo` record (it caught up past it, or not yet): catch up.
+                return Ok(Committed::Stale);
+            }
+            return self.commit_unlogged(&db, batch, seq).await;
         }
-        let log_failed = log_req.error().ok().flatten();
-        if log_failed.is_some_and(|e| e.name() == "ConstraintError") {
-            // Someone committed `base + 1` first.
-            self.inner.confirmed.set(None);
-            return Ok(Committed::Stale);
-        }
-        Err(tx_error(tx.error()))
+        self.commit_logged(&db, batch, base, hold == Hold::Exclusive, epoch)
+            .await
     }
 
     fn close(&self) {
@@ -818,5 +912,7 @@ impl Storage for IdbStorage {
             *schema = None;
         }
         self.inner.confirmed.set(None);
+        self.inner.solo.set(None);
+        self.inner.lease.release();
     }
 }
