@@ -101,13 +101,38 @@ extern "C" {
     fn crypto_random(buf: &mut [u8]) -> Result<JsValue, JsValue>;
 }
 
+/// Random bytes are fetched this many at a time: one call into JS per id costs more than the id.
+const RANDOM_POOL: usize = 512;
+
+thread_local! {
+    /// Random bytes not handed out yet (taken from the end).
+    static POOL: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// `crypto.getRandomValues`, or `Math.random` where it is missing or throws: never fails.
-fn random_bytes(buf: &mut [u8]) {
+fn fill_random(buf: &mut [u8]) {
     if crypto_random(buf).is_err() {
         for b in buf.iter_mut() {
             *b = (js_sys::Math::random() * 256.0) as u8;
         }
     }
+}
+
+/// Random bytes from the pool, refilled by [`fill_random`] when it runs short.
+fn random_bytes(buf: &mut [u8]) {
+    if buf.len() > RANDOM_POOL {
+        return fill_random(buf);
+    }
+    POOL.with(|pool| {
+        let mut pool = pool.borrow_mut();
+        if pool.len() < buf.len() {
+            pool.resize(RANDOM_POOL, 0);
+            fill_random(&mut pool);
+        }
+        let rest = pool.len() - buf.len();
+        buf.copy_from_slice(&pool[rest..]);
+        pool.truncate(rest);
+    });
 }
 
 fn pause() -> Pause {

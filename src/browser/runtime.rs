@@ -42,6 +42,9 @@ pub struct Runtime {
     interval: RefCell<Option<Interval>>,
     wake: RefCell<Option<Timeout>>,
     idle: RefCell<Option<Timeout>>,
+    /// When the lease's grace period ends (`performance.now()`-free: `Date.now()` ms). Re-arming
+    /// only moves this; the timer, when it fires early, waits for the rest.
+    idle_until: Cell<f64>,
     lock: RefCell<Option<LockRequest>>,
     /// Drains started so far; a waiter settles once the drain it waits for has ended.
     rounds: Cell<u64>,
@@ -83,6 +86,7 @@ impl Runtime {
             interval: RefCell::new(None),
             wake: RefCell::new(None),
             idle: RefCell::new(None),
+            idle_until: Cell::new(0.0),
             lock: RefCell::new(None),
             rounds: Cell::new(0),
             waiters: RefCell::new(Vec::new()),
@@ -317,6 +321,22 @@ impl Runtime {
         }
     }
 
+    /// Fires `LeaseIdle` once `idle_until` has passed, checking again after `ms`.
+    fn idle_timer(&self, ms: u32) {
+        let me = self.me.clone();
+        let timer = Timeout::new(ms, move || {
+            let Some(rt) = me.upgrade() else { return };
+            rt.idle.borrow_mut().take();
+            let left = rt.idle_until.get() - js_sys::Date::now();
+            if left >= 1.0 {
+                rt.idle_timer(left.min(f64::from(LEASE_IDLE_MS)).ceil() as u32);
+            } else {
+                rt.later(Event::LeaseIdle)();
+            }
+        });
+        *self.idle.borrow_mut() = Some(timer);
+    }
+
     fn exec(&self, command: Command) {
         match command {
             Command::RequestLease => {
@@ -358,8 +378,13 @@ impl Runtime {
             }
             Command::SetInterval(on) => self.set_interval(on),
             Command::ArmIdle => {
-                *self.idle.borrow_mut() =
-                    Some(Timeout::new(LEASE_IDLE_MS, self.later(Event::LeaseIdle)));
+                // One drain after another re-arms this at each: moving the deadline is cheaper
+                // than a new timer each time.
+                self.idle_until
+                    .set(js_sys::Date::now() + f64::from(LEASE_IDLE_MS));
+                if self.idle.borrow().is_none() {
+                    self.idle_timer(LEASE_IDLE_MS);
+                }
             }
             Command::Release => {
                 let (db, me) = (self.db.clone(), self.me.clone());

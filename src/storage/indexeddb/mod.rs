@@ -568,11 +568,17 @@ impl IdbStorage {
         if log {
             stores.push(CHANGES_STORE);
         }
-        let names: js_sys::Array = stores.iter().map(|s| JsValue::from_str(s)).collect();
         let mode = web_sys::IdbTransactionMode::Readwrite;
-        db.writer
-            .transaction_with_str_sequence_and_mode(&names, mode)
-            .map_err(js_err)
+        match stores.as_slice() {
+            // One store (a local model's write while alone): no array to build and convert.
+            [store] => db.writer.transaction_with_str_and_mode(store, mode),
+            _ => {
+                let names: js_sys::Array = stores.iter().map(|s| JsValue::from_str(s)).collect();
+                db.writer
+                    .transaction_with_str_sequence_and_mode(&names, mode)
+            }
+        }
+        .map_err(js_err)
     }
 
     /// A commit while this storage is the only writer: no log record, no check (nobody else can

@@ -159,22 +159,25 @@ pub(super) async fn upgrade(
 }
 
 /// Waits for a request of a transaction that is still being filled: `Some(result)`, or `None`
-/// when it failed.
+/// when it failed. (The handlers are the promise's own functions, set as properties: no event
+/// is inspected and no listener name crosses into JS.)
 pub(super) async fn request(req: &web_sys::IdbRequest) -> Option<JsValue> {
-    let _ = first_event(req, &["success", "error"]).await;
+    let promise = js_sys::Promise::new(&mut |resolve, reject| {
+        req.set_onsuccess(Some(&resolve));
+        req.set_onerror(Some(&reject));
+    });
+    JsFuture::from(promise).await.ok()?;
     req.result().ok()
 }
 
 /// Commits `tx` now and resolves with whether it completed (false: aborted; see `tx.error()`).
 pub(super) async fn commit(tx: &web_sys::IdbTransaction) -> bool {
-    let finished = first_event(tx, &["complete", "abort"]);
+    let finished = JsFuture::from(js_sys::Promise::new(&mut |resolve, reject| {
+        tx.set_oncomplete(Some(&resolve));
+        tx.set_onabort(Some(&reject));
+    }));
     if tx.unchecked_ref::<CommittableTx>().commit_now().is_err() {
         // Already aborting (a request failed): wait for the abort.
     }
-    match finished.await {
-        Ok(event) => event
-            .dyn_into::<web_sys::Event>()
-            .is_ok_and(|e| e.type_() == "complete"),
-        Err(_) => false,
-    }
+    finished.await.is_ok()
 }
