@@ -12,6 +12,8 @@ extern "C" {
     /// `navigator.locks` (web-sys has it only behind its unstable-API flag).
     type LockManager;
     #[wasm_bindgen(method, catch)]
+    fn query(this: &LockManager) -> Result<Promise, JsValue>;
+    #[wasm_bindgen(method, catch)]
     fn request(
         this: &LockManager,
         name: &str,
@@ -39,6 +41,26 @@ pub struct LockRequest {
 pub enum LockMode {
     Exclusive,
     Shared,
+}
+
+/// How many requests hold lock `name` and how many wait for it, in every tab of this origin
+/// (`None` without Web Locks, or if the browser will not say).
+pub async fn count(name: &str) -> Option<(u32, u32)> {
+    let snapshot = wasm_bindgen_futures::JsFuture::from(lock_manager()?.query().ok()?)
+        .await
+        .ok()?;
+    let tally = |list: &str| -> Option<u32> {
+        let list: js_sys::Array = Reflect::get(&snapshot, &JsValue::from_str(list))
+            .ok()?
+            .dyn_into()
+            .ok()?;
+        let named = |l: &JsValue| {
+            Reflect::get(l, &JsValue::from_str("name"))
+                .is_ok_and(|n| n.as_string().as_deref() == Some(name))
+        };
+        Some(list.iter().filter(named).count() as u32)
+    };
+    Some((tally("held")?, tally("pending")?))
 }
 
 /// Whether Web Locks exist here (without them every request is granted at once).

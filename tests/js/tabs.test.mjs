@@ -394,3 +394,24 @@ test("when the other tab closes, the one left writes without the log again, and 
   assert.deepEqual(rows.find((r) => r.id === "x"), { id: "x", v: 21, fa: 1, fc: 1 });
   await context.close();
 });
+
+test("when the other tab ends without closing its database, the one left still goes back to writing without the log", async () => {
+  const name = dbName();
+  const { context, a, b } = await twoTabs(name);
+  await b.evaluate(() => window.items.insert({ values: { id: "from-b" } }));
+  await b.close(); // no db.close(): nothing is said on the channel
+  // Within a few seconds tab a finds itself the lease's only holder and stops logging.
+  let unlogged = false;
+  for (let i = 0; i < 40 && !unlogged; i++) {
+    const n = await logCount(a, name);
+    await a.evaluate((i) => window.items.insert({ values: { id: `after${i}` } }), i);
+    unlogged = (await logCount(a, name)) === n;
+    if (!unlogged) await new Promise((r) => setTimeout(r, 250));
+  }
+  assert.ok(unlogged, "tab a writes without the log again");
+  const c = await env.page("/tests/js/page.html", context);
+  await c.evaluate(setupTab, [name]);
+  const ids = await c.evaluate(async () => (await window.items.select()).map((r) => r.id));
+  assert.ok(ids.includes("from-b") && ids.includes("after0"), JSON.stringify(ids));
+  await context.close();
+});

@@ -10,7 +10,10 @@
 //!   once (in the same task, so no unlogged commit starts after), lets the lock go and asks for it
 //!   shared. Both then hold it shared, and every commit writes its log record.
 //! - An engine that closes says `leave`. Each engine holding the lock shared then lets it go and
-//!   asks again from the start, so the last one left becomes the only writer again.
+//!   asks again from the start, so the last one left becomes the only writer again. A tab that
+//!   ends without closing says nothing, so an engine holding the lock shared also counts its
+//!   holders every [`CHECK_MS`] (`navigator.locks.query()`) and asks again when it is the only
+//!   one.
 //!
 //! Nothing may be read or committed while the lease is not held ([`Lease::hold`]). An engine
 //! that held nothing for a while (between letting go and being granted again) may have missed
@@ -20,7 +23,7 @@
 //!
 //! Where Web Locks do not exist, the lease counts as held shared: the log is always written.
 
-use crate::browser::lock::{locks_available, LockMode, LockRequest};
+use crate::browser::lock::{count, locks_available, LockMode, LockRequest};
 use crate::error::{Error, Result};
 use futures::channel::oneshot;
 use gloo_timers::callback::{Interval, Timeout};
@@ -30,6 +33,8 @@ use wasm_bindgen::prelude::*;
 
 /// How often an engine waiting for the lock says `join` again (ms).
 const NUDGE_MS: u32 = 50;
+/// How often an engine holding the lock shared checks whether it is the only holder left (ms).
+const CHECK_MS: u32 = 2_000;
 /// How long after letting the lock go an engine asks for it exclusively (ms).
 const RETRY_MS: u32 = 25;
 const JOIN: &str = "join";
@@ -72,6 +77,8 @@ struct Inner {
     channel: RefCell<Option<(web_sys::BroadcastChannel, OnMessage)>>,
     nudge: RefCell<Option<Interval>>,
     retry: RefCell<Option<Timeout>>,
+    /// While held shared: the timer that counts the holders.
+    check: RefCell<Option<Interval>>,
 }
 
 impl Lease {
@@ -87,6 +94,7 @@ impl Lease {
                 channel: RefCell::new(None),
                 nudge: RefCell::new(None),
                 retry: RefCell::new(None),
+                check: RefCell::new(None),
             }),
         }
     }
@@ -131,6 +139,7 @@ impl Lease {
         self.inner.asked.set(self.inner.asked.get() + 1);
         self.inner.nudge.borrow_mut().take();
         self.inner.retry.borrow_mut().take();
+        self.inner.check.borrow_mut().take();
         self.inner.request.borrow_mut().take();
         if was_held {
             self.say(LEAVE);
@@ -187,6 +196,7 @@ impl Lease {
     /// again in `mode`. Letting go is not instant: an exclusive request right away could find
     /// our own old hold, so that one is made after [`RETRY_MS`], with a second try.
     fn let_go_and_ask(&self, mode: LockMode) {
+        self.inner.check.borrow_mut().take();
         self.inner.state.set(State::Asking);
         self.inner.epoch.set(self.inner.epoch.get() + 1);
         self.inner.asked.set(self.inner.asked.get() + 1);
@@ -260,10 +270,30 @@ impl Lease {
         }
     }
 
+    /// Asks for the lock again if this engine is the only one holding it (others' tabs ended
+    /// without saying `leave`).
+    async fn check_alone(self) {
+        let epoch = self.inner.epoch.get();
+        let alone = count(&self.inner.lock_name).await == Some((1, 0));
+        let still =
+            self.inner.epoch.get() == epoch && self.inner.state.get() == State::Held(Hold::Shared);
+        if alone && still {
+            self.let_go_and_ask(LockMode::Exclusive);
+        }
+    }
+
     fn granted(&self, hold: Hold) {
         self.inner.nudge.borrow_mut().take();
         self.inner.epoch.set(self.inner.epoch.get() + 1);
         self.inner.state.set(State::Held(hold));
+        if hold == Hold::Shared && locks_available() {
+            let me = Rc::downgrade(&self.inner);
+            *self.inner.check.borrow_mut() = Some(Interval::new(CHECK_MS, move || {
+                if let Some(inner) = me.upgrade() {
+                    wasm_bindgen_futures::spawn_local(Lease { inner }.check_alone());
+                }
+            }));
+        }
         for w in self.inner.waiters.borrow_mut().drain(..) {
             let _ = w.send(());
         }
