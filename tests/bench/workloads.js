@@ -48,8 +48,11 @@ const raw = {
   async open(name) {
     const r = indexedDB.open(name, 1);
     r.onupgradeneeded = () => {
+      // The same indexes as Dexie's and micro-sync's stores below: every library pays for the same
+      // index upkeep on writes (W3 itself uses only `status`).
       const u = r.result.createObjectStore("users", { keyPath: "id" });
       u.createIndex("status", "status");
+      u.createIndex("name", "name");
       r.result.createObjectStore("posts", { keyPath: "id" }).createIndex("userId", "userId");
     };
     const db = await req(r);
