@@ -415,3 +415,58 @@ test("when the other tab ends without closing its database, the one left still g
   assert.ok(ids.includes("from-b") && ids.includes("after0"), JSON.stringify(ids));
   await context.close();
 });
+
+test("a hidden page stops writing without the log, and starts again once visible", async () => {
+  const name = dbName();
+  const context = await env.browser.newContext();
+  const a = await env.page("/tests/js/page.html", context);
+  await a.evaluate(setupTab, [name]);
+  await a.evaluate(() => window.items.insert({ values: { id: "x", v: 0 } }));
+  const writeLogs = async (v) => {
+    const n = await logCount(a, name);
+    await a.evaluate((v) => window.items.update({ where: { id: "x" }, values: { v } }), v);
+    return (await logCount(a, name)) - n;
+  };
+  assert.equal(await writeLogs(1), 0, "alone and visible: no log record");
+  const setHidden = (hidden) =>
+    a.evaluate((hidden) => {
+      Object.defineProperty(document, "hidden", { configurable: true, get: () => hidden });
+      document.dispatchEvent(new Event("visibilitychange"));
+    }, hidden);
+  await setHidden(true);
+  assert.equal(await writeLogs(2), 1, "hidden: every commit is logged");
+  await setHidden(false);
+  let unlogged = false;
+  for (let i = 0; i < 20 && !unlogged; i++) {
+    unlogged = (await writeLogs(10 + i)) === 0;
+    if (!unlogged) await new Promise((r) => setTimeout(r, 50));
+  }
+  assert.ok(unlogged, "visible again: back to no log records");
+  await context.close();
+});
+
+test("a lock the browser takes away is given up: the writes after it are logged", async () => {
+  const name = dbName();
+  const context = await env.browser.newContext();
+  const a = await env.page("/tests/js/page.html", context);
+  await a.evaluate(setupTab, [name]);
+  await a.evaluate(() => window.items.insert({ values: { id: "x", v: 0 } }));
+  const before = await logCount(a, name);
+  await a.evaluate(() => window.items.update({ where: { id: "x" }, values: { v: 1 } }));
+  assert.equal(await logCount(a, name), before, "alone: no log record");
+  // Another page steals the lease's lock and keeps it for a moment.
+  const b = await env.page("/tests/js/page.html", context);
+  await b.evaluate((name) => {
+    window.stolen = new Promise((held) =>
+      navigator.locks.request(`micro-sync:${name}:writers`, { steal: true }, () => {
+        held();
+        return new Promise((r) => setTimeout(r, 300));
+      }),
+    );
+    return window.stolen;
+  }, name);
+  await a.evaluate(() => window.items.update({ where: { id: "x" }, values: { v: 2 } }));
+  assert.equal(await logCount(a, name), before + 1, "after losing the lock, the commit is checked and logged");
+  assert.deepEqual(await a.evaluate(() => window.items.get("x")), { id: "x", v: 2 });
+  await context.close();
+});

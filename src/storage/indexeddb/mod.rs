@@ -51,7 +51,7 @@ use indexed_db_futures::internals::SystemRepr;
 use indexed_db_futures::prelude::*;
 use indexed_db_futures::KeyRange;
 use lease::{Hold, Lease};
-use raw::{js_err, monotonic_ms};
+use raw::js_err;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use std::cell::{Cell, RefCell};
@@ -92,7 +92,8 @@ struct Inner {
     migrator: Option<Migrator>,
     db: RefCell<Option<Rc<Conn>>>,
     schema: RefCell<Option<Schema>>,
-    /// The latest commit number this connection saw, and when (`performance.now()`).
+    /// The latest commit number this connection saw, and when (`Date.now()`: the clock trimming
+    /// uses, which keeps running while the machine sleeps; a clock that went back is not fresh).
     confirmed: Cell<Option<(u64, f64)>>,
     /// The writers' lease: held exclusively, commits may skip the change log.
     lease: Lease,
@@ -514,7 +515,7 @@ fn tx_error(e: Option<web_sys::DomException>) -> Error {
 
 impl IdbStorage {
     fn confirm(&self, seq: u64) {
-        self.inner.confirmed.set(Some((seq, monotonic_ms())));
+        self.inner.confirmed.set(Some((seq, js_sys::Date::now())));
     }
 
     /// Issues every request of `batch` in `tx`: the log record first (see the module docs), if
@@ -584,6 +585,8 @@ impl IdbStorage {
     /// A commit while this storage is the only writer: no log record, no check (nobody else can
     /// have committed since its `solo` record). Storage stays at commit number `seq`.
     async fn commit_unlogged(&self, db: &Conn, batch: &Batch, seq: u64) -> Result<Committed> {
+        // Until it has finished, the lease is not let go (see [`lease`]).
+        let _flight = self.inner.lease.unlogged();
         let tx = Self::write_tx(db, batch, false)?;
         if let Err(e) = Self::fill(&tx, batch, None) {
             let _ = tx.abort();
@@ -615,11 +618,9 @@ impl IdbStorage {
             solo: solo.then_some(self.inner.me),
         })?;
         let tx = Self::write_tx(db, batch, true)?;
-        let fresh = self
-            .inner
-            .confirmed
-            .get()
-            .is_some_and(|(s, t)| s == base && monotonic_ms() - t < FRESH_MS);
+        let fresh = self.inner.confirmed.get().is_some_and(|(s, t)| {
+            s == base && (0.0..FRESH_MS).contains(&(js_sys::Date::now() - t))
+        });
         if !fresh {
             // Not confirmed lately: first ask whether anyone committed after `base`.
             let after = JsValue::from_f64(base as f64);
@@ -703,7 +704,12 @@ impl Storage for IdbStorage {
 
     async fn open(&self, schema: &Schema) -> Result<()> {
         *self.inner.schema.borrow_mut() = Some(schema.clone());
-        self.connect(schema).await.map(|_| ())
+        let opened = self.connect(schema).await.map(|_| ());
+        if opened.is_err() {
+            // Not open: hold nothing meanwhile (the next call asks again).
+            self.inner.lease.pause();
+        }
+        opened
     }
 
     /// The model's records in chunks of [`LOAD_CHUNK`] by primary key. Reading them across

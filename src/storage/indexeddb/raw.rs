@@ -25,14 +25,6 @@ extern "C" {
     type CommittableTx;
     #[wasm_bindgen(catch, method, js_name = commit)]
     fn commit_now(this: &CommittableTx) -> std::result::Result<(), JsValue>;
-
-    #[wasm_bindgen(catch, js_namespace = performance, js_name = now)]
-    fn performance_now() -> std::result::Result<f64, JsValue>;
-}
-
-/// Milliseconds on a clock that never goes back (`performance.now()`, else `Date.now()`).
-pub(super) fn monotonic_ms() -> f64 {
-    performance_now().unwrap_or_else(|_| js_sys::Date::now())
 }
 
 pub(super) fn js_err(e: JsValue) -> Error {
