@@ -336,6 +336,18 @@ const logCount = (page, name) =>
     return n;
   }, name);
 
+/**
+ * Calls `write(i)` (which answers how many log records its write added) up to `tries` times,
+ * `ms` apart, until one adds none; whether one did.
+ */
+async function soonUnlogged(tries, ms, write) {
+  for (let i = 0; i < tries; i++) {
+    if ((await write(i)) === 0) return true;
+    await new Promise((r) => setTimeout(r, ms));
+  }
+  return false;
+}
+
 test("a tab alone writes no change log; a tab that opens sees those writes, and racing it loses nothing", async () => {
   const name = dbName();
   const context = await env.browser.newContext();
@@ -401,13 +413,11 @@ test("when the other tab ends without closing its database, the one left still g
   await b.evaluate(() => window.items.insert({ values: { id: "from-b" } }));
   await b.close(); // no db.close(): nothing is said on the channel
   // Within a few seconds tab a finds itself the lease's only holder and stops logging.
-  let unlogged = false;
-  for (let i = 0; i < 40 && !unlogged; i++) {
+  const unlogged = await soonUnlogged(40, 250, async (i) => {
     const n = await logCount(a, name);
     await a.evaluate((i) => window.items.insert({ values: { id: `after${i}` } }), i);
-    unlogged = (await logCount(a, name)) === n;
-    if (!unlogged) await new Promise((r) => setTimeout(r, 250));
-  }
+    return (await logCount(a, name)) - n;
+  });
   assert.ok(unlogged, "tab a writes without the log again");
   const c = await env.page("/tests/js/page.html", context);
   await c.evaluate(setupTab, [name]);
@@ -436,11 +446,7 @@ test("a hidden page stops writing without the log, and starts again once visible
   await setHidden(true);
   assert.equal(await writeLogs(2), 1, "hidden: every commit is logged");
   await setHidden(false);
-  let unlogged = false;
-  for (let i = 0; i < 20 && !unlogged; i++) {
-    unlogged = (await writeLogs(10 + i)) === 0;
-    if (!unlogged) await new Promise((r) => setTimeout(r, 50));
-  }
+  const unlogged = await soonUnlogged(20, 50, (i) => writeLogs(10 + i));
   assert.ok(unlogged, "visible again: back to no log records");
   await context.close();
 });

@@ -352,12 +352,17 @@ impl Lease {
 
     /// Asks exclusively after [`RETRY_MS`] (`tries` more times if it is not free).
     fn ask_later(&self, tries: u32) {
+        self.ask_after(RETRY_MS, LockMode::Exclusive, tries);
+    }
+
+    /// Asks in `mode` after `ms`, unless the lease asked anew, was granted or closed meanwhile.
+    fn ask_after(&self, ms: u32, mode: LockMode, tries: u32) {
         let n = self.inner.asked.get();
         let me = Rc::downgrade(&self.inner);
-        *self.inner.retry.borrow_mut() = Some(Timeout::new(RETRY_MS, move || {
+        *self.inner.retry.borrow_mut() = Some(Timeout::new(ms, move || {
             if let Some(inner) = me.upgrade() {
                 if inner.asked.get() == n && inner.state.get() == State::Asking {
-                    Lease { inner }.ask(LockMode::Exclusive, tries);
+                    Lease { inner }.ask(mode, tries);
                 }
             }
         }));
@@ -432,15 +437,7 @@ impl Lease {
             self.stop(State::Idle);
             return;
         }
-        let n = self.inner.asked.get();
-        let me = Rc::downgrade(&self.inner);
-        *self.inner.retry.borrow_mut() = Some(Timeout::new(NUDGE_MS, move || {
-            if let Some(inner) = me.upgrade() {
-                if inner.asked.get() == n && inner.state.get() == State::Asking {
-                    Lease { inner }.ask(LockMode::Shared, 0);
-                }
-            }
-        }));
+        self.ask_after(NUDGE_MS, LockMode::Shared, 0);
     }
 
     /// Asks for the lock again if this engine is the only one holding it (others' tabs ended
