@@ -16,10 +16,10 @@ use crate::browser::remote::{has_hook, JsRemote};
 use crate::browser::Runtime;
 use crate::core::db::{Db, Env, Pause};
 use crate::core::schema::{ModelDef, RelationDef};
+use crate::core::vec_map::VecMap;
 use convert::{from_json, opt_json, to_js_error, to_json, JsValidator};
 use js_sys::Promise;
 use std::cell::Cell;
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::rc::Rc;
 use storage::AnyStorage;
@@ -417,7 +417,7 @@ impl Database {
     #[wasm_bindgen(js_name = setRelations)]
     pub fn set_relations(&self, model: &str, relations_json: &str) -> Result<(), JsValue> {
         fatal::as_engine(self.id, || {
-            let rels: BTreeMap<String, RelationDef> = from_json(relations_json)?;
+            let rels: VecMap<String, RelationDef> = from_json(relations_json)?;
             self.db.set_relations(model, rels)
         })
         .map_err(to_js_error)

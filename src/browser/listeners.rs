@@ -5,9 +5,9 @@
 
 use super::remote::to_js;
 use crate::core::status::SyncStatus;
+use crate::core::vec_map::{VecMap, VecSet};
 use js_sys::{Function, Reflect};
 use std::cell::{Cell, RefCell};
-use std::collections::{BTreeMap, BTreeSet};
 use wasm_bindgen::{JsCast, JsValue};
 
 #[derive(Default)]
@@ -18,10 +18,10 @@ pub struct Listeners {
     /// Live queries: `(id, onRows(json), onError(error))`.
     live: RefCell<Vec<(u32, Function, Function)>>,
     /// The last snapshot built per model, and the one last sent to its subscribers.
-    built: RefCell<BTreeMap<String, (SyncStatus, JsValue)>>,
-    sent: RefCell<BTreeMap<String, JsValue>>,
+    built: RefCell<VecMap<String, (SyncStatus, JsValue)>>,
+    sent: RefCell<VecMap<String, JsValue>>,
     /// Models whose rows changed since listeners last ran.
-    changed: RefCell<BTreeSet<String>>,
+    changed: RefCell<VecSet<String>>,
 }
 
 impl Listeners {
@@ -36,8 +36,7 @@ impl Listeners {
         let id = self.id();
         self.sent
             .borrow_mut()
-            .entry(model.to_string())
-            .or_insert(current);
+            .get_or_insert_with(model.to_string(), || current);
         self.status.borrow_mut().push((id, model.to_string(), f));
         id
     }
@@ -106,7 +105,7 @@ impl Listeners {
     }
 
     /// Models someone subscribed to.
-    pub fn subscribed(&self) -> BTreeSet<String> {
+    pub fn subscribed(&self) -> VecSet<String> {
         self.status
             .borrow()
             .iter()

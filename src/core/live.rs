@@ -16,9 +16,9 @@
 use super::query::{order_cmp, Select};
 use super::replica::Replica;
 use super::value::{Key, Row};
+use super::vec_map::{VecMap, VecSet};
 use crate::error::{Error, Result};
 use std::cmp::Ordering;
-use std::collections::{BTreeMap, BTreeSet};
 
 /// A change of more rows than this (since live queries last looked) counts as a change of the
 /// whole model: evaluating the queries again is then cheaper than following each row.
@@ -30,7 +30,7 @@ pub struct Touched {
     /// Rows (model, primary key) written, deleted or read again from storage.
     pub rows: Vec<(String, Key)>,
     /// Models changed as a whole (forgotten to be loaded again, or too many rows).
-    pub models: BTreeSet<String>,
+    pub models: VecSet<String>,
 }
 
 impl Touched {
@@ -43,7 +43,7 @@ impl Touched {
             return;
         }
         if self.rows.len() >= MAX_TOUCHED_ROWS {
-            let models: BTreeSet<String> = self.rows.drain(..).map(|(m, _)| m).collect();
+            let models: VecSet<String> = self.rows.drain(..).map(|(m, _)| m).collect();
             self.models.extend(models);
             self.models.insert(model.to_string());
             return;
@@ -134,7 +134,7 @@ struct LiveQuery {
 /// The open live queries of one database.
 #[derive(Default)]
 pub struct LiveSet {
-    queries: BTreeMap<u32, LiveQuery>,
+    queries: VecMap<u32, LiveQuery>,
 }
 
 impl LiveSet {

@@ -24,3 +24,4 @@ pub mod status;
 pub mod sync;
 pub mod table;
 pub mod value;
+pub mod vec_map;

@@ -16,6 +16,17 @@ pub enum Action {
     Delete,
 }
 
+impl Action {
+    /// The action's name as the outbox stores it and messages print it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Insert => "insert",
+            Action::Update => "update",
+            Action::Delete => "delete",
+        }
+    }
+}
+
 /// The state of one row before a write, so a rejected write can be rolled back.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Before {

@@ -9,11 +9,21 @@
 //! A turn that is dropped before it ran is skipped, so a cancelled caller cannot wedge the queue.
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
+
+/// Where one unfinished turn stands.
+enum Slot {
+    /// Taken, not parked (not polled yet, or running).
+    Taken,
+    /// Parked until its number comes up.
+    Waiting(Waker),
+    /// Dropped before it ran; skipped when its number comes up.
+    Abandoned,
+}
 
 #[derive(Default)]
 struct State {
@@ -21,20 +31,26 @@ struct State {
     issued: u64,
     /// Turns finished (or skipped) so far: turn `n` may run when `done == n`.
     done: u64,
-    /// Turns dropped before they ran; skipped when their number comes up.
-    abandoned: BTreeSet<u64>,
-    /// Parked turns by number.
-    waiting: BTreeMap<u64, Waker>,
+    /// One slot per unfinished turn: `slots[i]` is turn `done + i`.
+    slots: VecDeque<Slot>,
 }
 
 impl State {
+    fn slot(&mut self, number: u64) -> &mut Slot {
+        let i = usize::try_from(number - self.done).unwrap_or(usize::MAX);
+        &mut self.slots[i]
+    }
+
     /// Moves past every abandoned turn at the front and wakes the turn whose number came up.
     fn advance(&mut self) {
-        while self.abandoned.remove(&self.done) {
+        while matches!(self.slots.front(), Some(Slot::Abandoned)) {
+            self.slots.pop_front();
             self.done += 1;
         }
-        if let Some(w) = self.waiting.remove(&self.done) {
-            w.wake();
+        if let Some(front) = self.slots.front_mut() {
+            if let Slot::Waiting(w) = std::mem::replace(front, Slot::Taken) {
+                w.wake();
+            }
         }
     }
 }
@@ -56,6 +72,7 @@ impl WriteQueue {
         let mut s = self.state.borrow_mut();
         let number = s.issued;
         s.issued += 1;
+        s.slots.push_back(Slot::Taken);
         Turn {
             queue: self.clone(),
             number,
@@ -84,14 +101,14 @@ impl Future for Turn {
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<TurnGuard> {
         let mut s = self.queue.state.borrow_mut();
         if s.done == self.number {
-            s.waiting.remove(&self.number);
+            *s.slot(self.number) = Slot::Taken;
             drop(s);
             self.started = true;
             return Poll::Ready(TurnGuard {
                 queue: self.queue.clone(),
             });
         }
-        s.waiting.insert(self.number, cx.waker().clone());
+        *s.slot(self.number) = Slot::Waiting(cx.waker().clone());
         Poll::Pending
     }
 }
@@ -102,8 +119,7 @@ impl Drop for Turn {
             return;
         }
         let mut s = self.queue.state.borrow_mut();
-        s.waiting.remove(&self.number);
-        s.abandoned.insert(self.number);
+        *s.slot(self.number) = Slot::Abandoned;
         s.advance();
     }
 }
@@ -116,6 +132,7 @@ pub struct TurnGuard {
 impl Drop for TurnGuard {
     fn drop(&mut self) {
         let mut s = self.queue.state.borrow_mut();
+        s.slots.pop_front();
         s.done += 1;
         s.advance();
     }
@@ -154,5 +171,31 @@ mod tests {
         pool.run();
         assert_eq!(*log.borrow(), vec![0, 1, 2, 4, 5]);
         assert_eq!(q.backlog(), 0);
+    }
+
+    /// A parked turn that is dropped, and a turn dropped when its number is up but before it was
+    /// polled, are skipped too; later turns still run in order and the queue empties.
+    #[test]
+    fn parked_and_due_turns_can_be_dropped() {
+        use std::task::Waker;
+        let q = WriteQueue::new();
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut first = q.turn();
+        let mut parked = q.turn();
+        let due = q.turn();
+        let mut last = q.turn();
+        let Poll::Ready(guard) = Pin::new(&mut first).poll(&mut cx) else {
+            panic!("the first turn runs at once")
+        };
+        assert!(Pin::new(&mut parked).poll(&mut cx).is_pending());
+        assert!(Pin::new(&mut last).poll(&mut cx).is_pending());
+        drop(parked);
+        drop(guard); // `due` is up now, and is dropped without a poll
+        drop(due);
+        assert!(Pin::new(&mut last).poll(&mut cx).is_ready());
+        drop(last);
+        drop(first);
+        assert_eq!(q.backlog(), 0);
+        assert!(q.state.borrow().slots.is_empty());
     }
 }

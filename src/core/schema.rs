@@ -1,9 +1,9 @@
 //! Model descriptions as the JS wrapper sends them, checked once when the database opens.
 
+use super::vec_map::{VecMap, VecSet};
 use crate::core::conflict::Conflict;
 use crate::error::{Error, Result};
 use serde::Deserialize;
-use std::collections::{BTreeMap, BTreeSet};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -33,9 +33,9 @@ pub struct ModelDef {
     /// Field names when the schema reveals them (Zod objects, Valibot objects); `None` means any
     /// field name is accepted in queries.
     #[serde(default)]
-    pub fields: Option<BTreeSet<String>>,
+    pub fields: Option<VecSet<String>>,
     #[serde(default)]
-    pub relations: BTreeMap<String, RelationDef>,
+    pub relations: VecMap<String, RelationDef>,
     /// The model validates rows through the validator port.
     #[serde(default)]
     pub has_schema: bool,
@@ -90,12 +90,12 @@ fn is_plain_field(f: &str) -> bool {
 
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Schema {
-    pub models: BTreeMap<String, ModelDef>,
+    pub models: VecMap<String, ModelDef>,
 }
 
 impl Schema {
     pub fn new(models: Vec<ModelDef>) -> Result<Self> {
-        let mut map = BTreeMap::new();
+        let mut map = VecMap::new();
         for m in models {
             if m.name.is_empty() || m.name.starts_with('_') {
                 return Err(Error::query(format!(
@@ -148,7 +148,7 @@ impl Schema {
     }
 
     fn check_relations(&self, m: &ModelDef) -> Result<()> {
-        for (name, rel) in &m.relations {
+        for (name, rel) in m.relations.iter() {
             let target = self.models.get(&rel.model).ok_or_else(|| {
                 Error::UnknownModel(format!("{}\" (relation \"{}.{name}\")", rel.model, m.name))
             })?;
@@ -162,7 +162,7 @@ impl Schema {
     pub fn set_relations(
         &mut self,
         model: &str,
-        relations: BTreeMap<String, RelationDef>,
+        relations: VecMap<String, RelationDef>,
     ) -> Result<()> {
         let mut m = self.model(model)?.clone();
         m.relations = relations;

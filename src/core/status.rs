@@ -2,8 +2,8 @@
 //! state (connectivity, loop, drain) and each model's last error, sync time and pulls.
 
 use super::scheduler::Scheduler;
+use super::vec_map::VecMap;
 use serde::Serialize;
-use std::collections::BTreeMap;
 
 /// What `repo.getSyncStatus()` returns.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -33,21 +33,22 @@ pub struct ModelSyncState {
 #[derive(Clone, Debug)]
 pub struct StatusBoard {
     pub sched: Scheduler,
-    pub models: BTreeMap<String, ModelSyncState>,
+    pub models: VecMap<String, ModelSyncState>,
 }
 
 impl Default for StatusBoard {
     fn default() -> Self {
         StatusBoard {
             sched: Scheduler::new(true),
-            models: BTreeMap::new(),
+            models: VecMap::new(),
         }
     }
 }
 
 impl StatusBoard {
     pub fn model_mut(&mut self, model: &str) -> &mut ModelSyncState {
-        self.models.entry(model.to_string()).or_default()
+        self.models
+            .get_or_insert_with(model.to_string(), ModelSyncState::default)
     }
 
     pub fn snapshot(&self, model: &str, pending_count: usize) -> SyncStatus {

@@ -105,8 +105,9 @@ impl Table {
                     },
                 }
             }
-            // Keys are unique, so an unstable sort gives the one order (and needs no scratch).
-            entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+            // `t.rows` is in primary-key order, so a stable sort on the value alone gives
+            // (value, key) order while comparing values only.
+            entries.sort_by(|a, b| a.0 .0.cmp(&b.0 .0));
             // Share equal values' text.
             for i in 1..entries.len() {
                 if entries[i].0 .0 == entries[i - 1].0 .0 {

@@ -300,7 +300,7 @@ impl<S: Storage, V: Validator, R: Remote> Db<S, V, R> {
                     })
                     .await?;
                 if planned.is_some() {
-                    let action = format!("{:?}", entry.action).to_lowercase();
+                    let action = entry.action.as_str();
                     self.set_error(&entry.model, format!("{action} {id} rejected: {msg}"), true);
                     report.rejected += 1;
                 }
@@ -496,7 +496,7 @@ impl<S: Storage, V: Validator, R: Remote> Db<S, V, R> {
                 mutation_id: e.mutation_id.clone(),
                 message: format!(
                     "the backend rejected {} {} on \"{}\": {}",
-                    format!("{:?}", e.action).to_lowercase(),
+                    e.action.as_str(),
                     e.mutation_id,
                     e.model,
                     e.rejected.as_ref().map_or("", |r| r.error.as_str())

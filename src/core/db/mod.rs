@@ -43,7 +43,7 @@ use crate::error::{Error, Result};
 use futures::lock::Mutex;
 use serde_json::Value;
 use std::cell::{Cell, RefCell};
-use std::collections::BTreeMap;
+
 use std::future::Future;
 
 /// See [`Db::set_listener`].

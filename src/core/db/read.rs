@@ -11,7 +11,7 @@ impl<S: Storage, V: Validator, R: Remote> Db<S, V, R> {
     pub fn set_relations(
         &self,
         model: &str,
-        relations: BTreeMap<String, RelationDef>,
+        relations: crate::core::vec_map::VecMap<String, RelationDef>,
     ) -> Result<()> {
         self.replica
             .borrow_mut()

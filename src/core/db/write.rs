@@ -10,6 +10,9 @@ pub struct Written {
     pub mutation_ids: Vec<String>,
 }
 
+/// Turns a write's validated rows into its batch and the rows it affected.
+type BuildFn<'a> = dyn Fn(&Replica, Vec<Value>) -> Result<(Batch, Vec<Row>)> + 'a;
+
 /// The outbox entries a write's batch creates.
 fn new_entries(batch: &Batch) -> Vec<String> {
     batch
@@ -59,8 +62,8 @@ impl<S: Storage, V: Validator, R: Remote> Db<S, V, R> {
         self.write_validated(
             &ret,
             model,
-            |replica| replica.prepare_insert(model, values, now),
-            |replica, rows| replica.build_insert(model, rows, now),
+            &|replica| replica.prepare_insert(model, values, now),
+            &|replica, rows| replica.build_insert(model, rows, now),
         )
         .await
     }
@@ -91,8 +94,8 @@ impl<S: Storage, V: Validator, R: Remote> Db<S, V, R> {
         self.write_validated(
             &ret,
             model,
-            |replica| replica.plan_update(model, &filter, values),
-            |replica, rows| replica.build_update(model, rows, values, now),
+            &|replica| replica.plan_update(model, &filter, values),
+            &|replica, rows| replica.build_update(model, rows, values, now),
         )
         .await
     }
@@ -104,8 +107,9 @@ impl<S: Storage, V: Validator, R: Remote> Db<S, V, R> {
         &self,
         ret: &Returning,
         model: &str,
-        plan: impl Fn(&Replica) -> Result<Vec<Value>>,
-        build: impl Fn(&Replica, Vec<Value>) -> Result<(Batch, Vec<Row>)>,
+        // Borrowed trait objects, so insert and update share one copy of this function.
+        plan: &dyn Fn(&Replica) -> Result<Vec<Value>>,
+        build: &BuildFn<'_>,
     ) -> Result<Written> {
         self.check_open()?;
         let models = Replica::returning_models(ret);
