@@ -112,6 +112,8 @@ struct Backend {
     /// The answer once the script has run out.
     otherwise: Option<PushOutcome>,
     pushes: Vec<Pushed>,
+    /// Holds the next pull's answer (the rows as they were when it was asked) until it fires.
+    pull_gate: Option<oneshot::Receiver<()>>,
 }
 
 impl Backend {
@@ -202,6 +204,13 @@ impl Scripted {
         self.pushed().into_iter().map(|p| p.mutation_id).collect()
     }
 
+    /// The next pull answers with the rows as they are when it is asked, once the test sends.
+    fn hold_pull(&self) -> oneshot::Sender<()> {
+        let (tx, rx) = oneshot::channel();
+        self.backend.borrow_mut().pull_gate = Some(rx);
+        tx
+    }
+
     /// What the next pulls return.
     fn set_rows(&self, rows: Vec<Value>) {
         self.backend.borrow_mut().rows = rows
@@ -240,16 +249,23 @@ impl Remote for Scripted {
             .and_then(|q| q.get("limit"))
             .and_then(Value::as_u64)
             .map_or(usize::MAX, |n| n as usize);
-        let mut b = self.backend.borrow_mut();
-        if limit == usize::MAX {
-            b.confirmed = b.rows.clone();
+        let (answer, gate) = {
+            let mut b = self.backend.borrow_mut();
+            if limit == usize::MAX {
+                b.confirmed = b.rows.clone();
+            }
+            let answer: Vec<Value> = b
+                .rows
+                .values()
+                .take(limit)
+                .map(|r| Value::Object(r.clone()))
+                .collect();
+            (answer, b.pull_gate.take())
+        };
+        if let Some(gate) = gate {
+            let _ = gate.await;
         }
-        Ok(b.rows
-            .values()
-            .take(limit)
-            .map(|r| Value::Object(r.clone()))
-            .collect::<Vec<_>>()
-            .into())
+        Ok(answer.into())
     }
 }
 
@@ -959,6 +975,41 @@ fn pull_replaces_clean_rows_keeps_pending_writes_on_top_and_deletes_vanished_row
         block_on(db.get("t", &json!(2))).unwrap(),
         Some(json!({ "id": 2, "v": 200, "extra": true }))
     );
+}
+
+/// A pull's answer describes the backend when it was asked. Writes made and acknowledged while
+/// it travels are newer than it: merging it must neither delete a row inserted meanwhile nor put
+/// back the old value of a row updated meanwhile (their outbox entries are gone by then, so
+/// "pending writes stay on top" alone does not cover them).
+#[test]
+fn a_pull_answered_before_writes_were_acknowledged_does_not_undo_them() {
+    let (_storage, remote, db) = setup();
+    insert(&db, json!({ "id": 1, "v": 1 }));
+    insert(&db, json!({ "id": 3, "v": 3 }));
+    assert_eq!(drain(&db, false), report(2, 0, 0, 0));
+    let gate = remote.hold_pull();
+    let pulling = db.pull("t", None);
+    let (two, one, three, v10) = (
+        json!({ "id": 2, "v": 2 }),
+        json!({ "id": 1 }),
+        json!({ "id": 3 }),
+        json!({ "v": 10 }),
+    );
+    let app = async {
+        db.insert("t", &two, None).await.unwrap();
+        db.update("t", Some(&one), &v10, None).await.unwrap();
+        db.delete("t", Some(&three), None).await.unwrap();
+        let drained = db.drain(false).await.unwrap();
+        assert_eq!(drained, Some(report(3, 0, 0, 0)));
+        assert!(db.pending().unwrap().is_empty());
+        gate.send(()).unwrap();
+    };
+    let (pulled, ()) = block_on(futures::future::join(pulling, app));
+    let expected = [json!({ "id": 1, "v": 10 }), json!({ "id": 2, "v": 2 })];
+    assert_eq!(pulled.unwrap(), expected);
+    assert_eq!(rows(&db), expected);
+    // The next pull, asked after the writes, agrees.
+    assert_eq!(block_on(db.pull("t", None)).unwrap(), expected);
 }
 
 #[test]

@@ -4,7 +4,7 @@ use crate::core::replica::Replica;
 use crate::core::schema::Schema;
 use proptest::prelude::*;
 use serde_json::json;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 fn row(v: Value) -> Obj {
     v.as_object().unwrap().clone()
@@ -128,12 +128,15 @@ fn pull_rebases_pending_rows_and_deletes_vanished_ones() {
         .plan_pull(
             "t",
             remote.into_iter().enumerate().collect(),
+            &HashSet::new(),
             &mut no_resolver,
         )
         .unwrap();
     e.apply(&batch);
     let seen = plan.seen.into_iter().collect();
-    let deletions = e.plan_pull_deletions("t", &Filter::All, &seen).unwrap();
+    let deletions = e
+        .plan_pull_deletions("t", &Filter::All, &seen, &HashSet::new())
+        .unwrap();
     e.apply(&deletions);
     let sel = crate::core::query::Select::parse(&e.schema, "t", None).unwrap();
     let rows = e.select(&sel).unwrap();
@@ -150,7 +153,9 @@ fn pull_rebases_pending_rows_and_deletes_vanished_ones() {
         "remote is the new base"
     );
     // A pull of nothing changes nothing (deletions are a separate, unpaginated step).
-    let (batch, _) = e.plan_pull("t", vec![], &mut no_resolver).unwrap();
+    let (batch, _) = e
+        .plan_pull("t", vec![], &HashSet::new(), &mut no_resolver)
+        .unwrap();
     assert!(batch.rows.is_empty());
 }
 
@@ -162,7 +167,9 @@ fn pulled_rows_without_a_usable_key_are_skipped_not_fatal() {
         (1, row(json!({"id": 7, "v": 2}))),
         (2, row(json!({"id": true, "v": 3}))),
     ];
-    let (batch, plan) = e.plan_pull("t", remote, &mut no_resolver).unwrap();
+    let (batch, plan) = e
+        .plan_pull("t", remote, &HashSet::new(), &mut no_resolver)
+        .unwrap();
     assert_eq!(batch.rows.len(), 1, "the keyed row is merged");
     let paths: Vec<String> = plan.skipped.iter().map(|i| i.path.join(".")).collect();
     assert_eq!(paths, ["0.id", "2.id"]);
@@ -238,10 +245,10 @@ proptest! {
                 }
                 Op::Pull => {
                     let rows = backend.iter().map(|(k, v)| row(json!({"id": k, "v": v}))).enumerate().collect();
-                    let (b, plan) = e.plan_pull("t", rows, &mut no_resolver).unwrap();
+                    let (b, plan) = e.plan_pull("t", rows, &HashSet::new(), &mut no_resolver).unwrap();
                     e.apply(&b);
                     let seen = plan.seen.into_iter().collect();
-                    let d = e.plan_pull_deletions("t", &Filter::All, &seen).unwrap();
+                    let d = e.plan_pull_deletions("t", &Filter::All, &seen, &HashSet::new()).unwrap();
                     e.apply(&d);
                 }
             }
@@ -286,7 +293,7 @@ fn pull_with(
     resolve: &mut crate::core::conflict::Resolver,
 ) -> Vec<Value> {
     let rows = remote.into_iter().map(row).enumerate().collect();
-    let (batch, plan) = e.plan_pull("t", rows, resolve).unwrap();
+    let (batch, plan) = e.plan_pull("t", rows, &HashSet::new(), resolve).unwrap();
     assert!(plan.skipped.is_empty(), "{:?}", plan.skipped);
     e.apply(&batch);
     let sel = crate::core::query::Select::parse(&e.schema, "t", None).unwrap();
@@ -367,10 +374,15 @@ fn a_failing_or_key_changing_conflict_function_skips_the_row_and_changes_nothing
     ] {
         let e = with_conflict(json!("custom"));
         let (batch, plan) = e
-            .plan_pull("t", remote.clone(), &mut |_, _, _| match &answer {
-                Ok(v) => Ok(row(v.clone())),
-                Err(m) => Err(crate::error::Error::Sync(m.to_string())),
-            })
+            .plan_pull(
+                "t",
+                remote.clone(),
+                &HashSet::new(),
+                &mut |_, _, _| match &answer {
+                    Ok(v) => Ok(row(v.clone())),
+                    Err(m) => Err(crate::error::Error::Sync(m.to_string())),
+                },
+            )
             .unwrap();
         assert!(batch.rows.is_empty() && batch.outbox_put.is_empty());
         assert_eq!(plan.skipped.len(), 1);

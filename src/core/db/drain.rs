@@ -333,7 +333,9 @@ impl<S: Storage, V: Validator, R: Remote> Db<S, V, R> {
         self.ready().await?;
         self.status.borrow_mut().model_mut(model).pulling += 1;
         self.notify();
-        let result = self.pull_inner(model, query, &sel).await;
+        let watch = PullWatch::begin(&self.replica);
+        let result = self.pull_inner(model, query, &sel, watch.mark).await;
+        drop(watch);
         {
             let mut status = self.status.borrow_mut();
             let m = status.model_mut(model);
@@ -360,6 +362,7 @@ impl<S: Storage, V: Validator, R: Remote> Db<S, V, R> {
         model: &str,
         query: Option<&Value>,
         sel: &Select,
+        mark: usize,
     ) -> Result<Option<String>> {
         let pulled = self.remote.pull(model, query).await.map_err(Error::Sync)?;
         let has_schema = self.replica.borrow().schema.model(model)?.has_schema;
@@ -394,7 +397,9 @@ impl<S: Storage, V: Validator, R: Remote> Db<S, V, R> {
                             .resolve(model, local, remote, base)
                             .map_err(Error::Sync)
                     };
-                    let (batch, plan) = replica.plan_pull(model, rows.clone(), &mut resolve)?;
+                    let settled = replica.settled_since(model, mark);
+                    let (batch, plan) =
+                        replica.plan_pull(model, rows.clone(), &settled, &mut resolve)?;
                     Ok(Some((batch, plan)))
                 })
                 .await?;
@@ -406,7 +411,8 @@ impl<S: Storage, V: Validator, R: Remote> Db<S, V, R> {
         if sel.limit.is_none() && sel.offset == 0 {
             let _turn = self.queue.turn().await;
             self.commit_planned(&[model.to_string()], |replica| {
-                let batch = replica.plan_pull_deletions(model, &sel.filter, &seen)?;
+                let settled = replica.settled_since(model, mark);
+                let batch = replica.plan_pull_deletions(model, &sel.filter, &seen, &settled)?;
                 Ok(Some((batch, ())))
             })
             .await?;
@@ -615,5 +621,27 @@ impl<S: Storage, V: Validator, R: Remote> Db<S, V, R> {
             })
             .await?;
         Ok(model.unwrap_or_default())
+    }
+}
+
+/// Marks a pull as out from just before it asks the backend until its answer is merged (or it
+/// fails, or is dropped): meanwhile the replica notes the rows whose pending writes settle.
+struct PullWatch<'a> {
+    replica: &'a std::cell::RefCell<crate::core::replica::Replica>,
+    mark: usize,
+}
+
+impl<'a> PullWatch<'a> {
+    fn begin(replica: &'a std::cell::RefCell<crate::core::replica::Replica>) -> Self {
+        let mark = replica.borrow_mut().pull_begin();
+        PullWatch { replica, mark }
+    }
+}
+
+impl Drop for PullWatch<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut r) = self.replica.try_borrow_mut() {
+            r.pull_end();
+        }
     }
 }

@@ -45,6 +45,12 @@ pub struct Replica {
     touched: Touched,
     /// New outbox entries count as sent (the network is up: they are pushed at once).
     online: bool,
+    /// Pulls whose answer has not been merged yet.
+    pulls: u32,
+    /// While a pull is out: the rows of every pending entry that left the outbox (acknowledged,
+    /// rolled back, merged, or gone in another tab), in order. A pull's answer may predate them,
+    /// so its merge leaves these rows alone (see [`Replica::settled_since`]).
+    settled: Vec<(String, Key)>,
 }
 
 /// What a write returns: `returning: { fields, relations }` parsed up front, so a bad option fails
@@ -62,6 +68,46 @@ impl Replica {
             ids: RefCell::new(IdGen::default()),
             touched: Touched::default(),
             online: true,
+            pulls: 0,
+            settled: Vec::new(),
+        }
+    }
+
+    /// A pull is about to ask the backend; returns its mark for [`Replica::settled_since`].
+    pub fn pull_begin(&mut self) -> usize {
+        self.pulls += 1;
+        self.settled.len()
+    }
+
+    /// A pull begun with [`Replica::pull_begin`] is over (merged, failed or dropped).
+    pub fn pull_end(&mut self) {
+        self.pulls = self.pulls.saturating_sub(1);
+        if self.pulls == 0 {
+            self.settled = Vec::new();
+        }
+    }
+
+    /// The rows of `model` whose pending writes left the outbox since `mark`: the backend may
+    /// have applied them after it answered the pull, so the answer is no news about them.
+    pub fn settled_since(&self, model: &str, mark: usize) -> HashSet<Key> {
+        self.settled
+            .get(mark..)
+            .unwrap_or_default()
+            .iter()
+            .filter(|(m, _)| m == model)
+            .map(|(_, k)| k.clone())
+            .collect()
+    }
+
+    /// Notes that pending entry `e` leaves the outbox (only while a pull is out).
+    fn settle_rows(pulls: u32, settled: &mut Vec<(String, Key)>, e: &OutboxEntry) {
+        if pulls == 0 {
+            return;
+        }
+        for b in &e.before {
+            if let Some(key) = Key::from_value(&b.key) {
+                settled.push((e.model.clone(), key));
+            }
         }
     }
 
@@ -78,6 +124,9 @@ impl Replica {
 
     /// Replaces the in-memory outbox (and the rejected entries) with what storage holds.
     pub fn set_outbox(&mut self, entries: Vec<OutboxEntry>) {
+        for e in &self.outbox {
+            Self::settle_rows(self.pulls, &mut self.settled, e);
+        }
         self.outbox.clear();
         self.rejected.clear();
         for e in entries {
@@ -102,10 +151,18 @@ impl Replica {
 
     /// Removes the outbox record `id` from whichever list holds it.
     pub(super) fn forget(&mut self, id: &str) {
-        for list in [&mut self.outbox, &mut self.rejected] {
-            if let Ok(i) = list.binary_search_by(|x| x.mutation_id.as_str().cmp(id)) {
-                list.remove(i);
-            }
+        if let Ok(i) = self
+            .outbox
+            .binary_search_by(|x| x.mutation_id.as_str().cmp(id))
+        {
+            let e = self.outbox.remove(i);
+            Self::settle_rows(self.pulls, &mut self.settled, &e);
+        }
+        if let Ok(i) = self
+            .rejected
+            .binary_search_by(|x| x.mutation_id.as_str().cmp(id))
+        {
+            self.rejected.remove(i);
         }
     }
 
@@ -113,8 +170,14 @@ impl Replica {
     /// an id without an entry there is removed).
     pub fn refresh_outbox(&mut self, ids: &[String], entries: Vec<OutboxEntry>) {
         let gone: HashSet<&str> = ids.iter().map(String::as_str).collect();
-        self.outbox
-            .retain(|e| !gone.contains(e.mutation_id.as_str()));
+        let (pulls, settled) = (self.pulls, &mut self.settled);
+        self.outbox.retain(|e| {
+            let keep = !gone.contains(e.mutation_id.as_str());
+            if !keep {
+                Self::settle_rows(pulls, settled, e);
+            }
+            keep
+        });
         self.rejected
             .retain(|e| !gone.contains(e.mutation_id.as_str()));
         for e in entries {

@@ -157,11 +157,13 @@ impl Replica {
     /// [`crate::core::conflict`]): a row taken as a new base gets the pending writes replayed on
     /// top. `resolve(local, remote, base)` is the app's conflict function. A row without a usable
     /// primary key, or whose conflict function failed, is skipped and reported (its index in
-    /// `remote`, why).
+    /// `remote`, why). Rows in `settled` (see [`Replica::settled_since`]) without pending writes
+    /// keep their local state: the answer may predate their acknowledged writes.
     pub fn plan_pull(
         &self,
         model: &str,
         remote: Vec<(usize, Obj)>,
+        settled: &HashSet<Key>,
         resolve: &mut crate::core::conflict::Resolver,
     ) -> Result<(Batch, PullPlan)> {
         let def = self.schema.model(model)?;
@@ -181,8 +183,11 @@ impl Replica {
             };
             plan.seen.push(key.clone());
             let touching = index.get(&key).map_or(&[][..], Vec::as_slice);
-            let stored = table.get(&key);
             let pending = !touching.is_empty();
+            if !pending && settled.contains(&key) {
+                continue; // written and acknowledged after the backend answered
+            }
+            let stored = table.get(&key);
             let cheap_take = !pending && !matches!(def.conflict, Conflict::Lww(_));
             let local = (!cheap_take).then(|| stored.map(Row::to_obj)).flatten();
             let base = if pending {
@@ -227,19 +232,21 @@ impl Replica {
     }
 
     /// After an unpaginated pull: deletes the local rows matching `filter` that the backend did
-    /// not return (`seen`) and that have no pending writes.
+    /// not return (`seen`), that have no pending writes, and whose writes were not acknowledged
+    /// while the pull was out (`settled`).
     pub fn plan_pull_deletions(
         &self,
         model: &str,
         filter: &Filter,
         seen: &HashSet<Key>,
+        settled: &HashSet<Key>,
     ) -> Result<Batch> {
         let def = self.schema.model(model)?;
         let index = self.touch_index(model);
         let mut batch = Batch::default();
         for r in self.table(model)?.iter().filter(|r| filter.matches(r)) {
             let key = row_key(def, r)?;
-            if !seen.contains(&key) && !index.contains_key(&key) {
+            if !seen.contains(&key) && !index.contains_key(&key) && !settled.contains(&key) {
                 batch.rows.push(RowOp::Delete {
                     model: model.to_string(),
                     key,
