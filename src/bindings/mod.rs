@@ -385,7 +385,7 @@ impl Database {
     pub fn insert(&self, model: String, values: String, returning: String) -> Promise {
         self.write_rows(model, move |db, turn, model| async move {
             let (v, r) = (from_json(&values)?, opt_json(&returning)?);
-            db.insert_in(turn, &model, &v, r.as_ref()).await
+            db.insert_in(turn, &model, v, r.as_ref()).await
         })
     }
 

@@ -609,9 +609,8 @@ fn a_rejected_middle_write_is_rolled_back_and_later_writes_stay_on_top() {
 #[test]
 fn confirmations_follow_acks_and_rejections_which_stay_listed_until_acknowledged() {
     let (storage, remote, db) = setup();
-    let written =
-        block_on(db.insert_in(db.turn(), "t", &json!({ "id": 1, "v": 1 }), None)).unwrap();
-    let bad = block_on(db.insert_in(db.turn(), "t", &json!({ "id": 2, "v": 2 }), None)).unwrap();
+    let written = block_on(db.insert_in(db.turn(), "t", json!({ "id": 1, "v": 1 }), None)).unwrap();
+    let bad = block_on(db.insert_in(db.turn(), "t", json!({ "id": 2, "v": 2 }), None)).unwrap();
     let nothing = block_on(db.update_in(
         db.turn(),
         "t",
@@ -678,7 +677,7 @@ fn a_write_coalesced_into_an_earlier_one_is_confirmed_or_rejected_with_it() {
     let (_storage, remote, db) = setup();
     db.schedule(Event::Online(false)).unwrap();
     let write = |values: Value| {
-        block_on(db.insert_in(db.turn(), "t", &values, None))
+        block_on(db.insert_in(db.turn(), "t", values, None))
             .unwrap()
             .mutation_ids
     };
@@ -1345,7 +1344,7 @@ fn start_write(db: &Rc<TestDb>, w: &W) -> impl Future<Output = Result<(), String
                     .iter()
                     .map(|(k, v)| json!({ "id": k, "v": v }))
                     .collect();
-                db.insert_in(turn, "t", &Value::Array(values), None).await
+                db.insert_in(turn, "t", Value::Array(values), None).await
             }
             W::Update(wh, field, v) => {
                 let field: &str = field;

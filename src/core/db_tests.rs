@@ -99,7 +99,7 @@ fn start(db: &Rc<TestDb>, w: &W) -> impl Future<Output = String> + 'static {
     async move {
         let r = match &w {
             W::Insert(k, v) => {
-                db.insert_in(turn, "t", &json!({ "id": k, "v": v }), None)
+                db.insert_in(turn, "t", json!({ "id": k, "v": v }), None)
                     .await
             }
             W::Update(k, v) => {

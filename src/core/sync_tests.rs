@@ -46,11 +46,11 @@ fn write(e: &mut Replica, op: &Op) {
         Op::Upsert(k, v) => {
             if e.get("t", &json!(k)).unwrap().is_some() {
                 let rows = e.plan_update("t", &filter(*k), &json!({ "v": v })).unwrap();
-                e.build_update("t", rows, &json!({ "v": v }), 0.0)
+                e.build_update("t", &rows, &json!({ "v": v }), 0.0)
                     .unwrap()
                     .0
             } else {
-                e.build_insert("t", vec![json!({ "id": k, "v": v })], 0.0)
+                e.build_insert("t", &[json!({ "id": k, "v": v })], 0.0)
                     .unwrap()
                     .0
             }

@@ -11,7 +11,15 @@ pub struct Written {
 }
 
 /// Turns a write's validated rows into its batch and the rows it affected.
-type BuildFn<'a> = dyn Fn(&Replica, Vec<Value>) -> Result<(Batch, Vec<Row>)> + 'a;
+type BuildFn<'a> = dyn Fn(&Replica, &[Value]) -> Result<(Batch, Vec<Row>)> + 'a;
+
+/// Where a write's rows come from on each attempt.
+pub(super) enum Plan<'a> {
+    /// Prepared and validated once (insert: the rows do not depend on what is stored).
+    Ready(Vec<Value>),
+    /// Planned from the rows in memory, then validated, on each attempt (update).
+    Each(&'a dyn Fn(&Replica) -> Result<Vec<Value>>),
+}
 
 /// The outbox entries a write's batch creates.
 fn new_entries(batch: &Batch) -> Vec<String> {
@@ -45,26 +53,29 @@ impl<S: Storage, V: Validator, R: Remote> Db<S, V, R> {
         values: &'a Value,
         returning: Option<&'a Value>,
     ) -> impl Future<Output = Result<Vec<Out>>> + 'a {
-        let written = self.insert_in(self.turn(), model, values, returning);
+        let written = self.insert_in(self.turn(), model, values.clone(), returning);
         async { written.await.map(|w| w.rows) }
     }
 
+    /// Inserts `values` (taken over: the rows are moved, not copied). Its rows do not depend on
+    /// what is stored, so they are prepared and validated once, however often the commit is
+    /// planned again.
     pub async fn insert_in(
         &self,
         turn: Turn,
         model: &str,
-        values: &Value,
+        values: Value,
         returning: Option<&Value>,
     ) -> Result<Written> {
         let ret = self.replica.borrow().parse_returning(model, returning)?;
         let _turn = turn.await;
+        self.check_open()?;
         let now = (self.env.now)();
-        self.write_validated(
-            &ret,
-            model,
-            &|replica| replica.prepare_insert(model, values, now),
-            &|replica, rows| replica.build_insert(model, rows, now),
-        )
+        let rows = self.replica.borrow().prepare_insert(model, values, now)?;
+        let rows = self.validate(model, rows).await?;
+        self.write_validated(&ret, model, Plan::Ready(rows), &|replica, rows| {
+            replica.build_insert(model, rows, now)
+        })
         .await
     }
 
@@ -94,30 +105,49 @@ impl<S: Storage, V: Validator, R: Remote> Db<S, V, R> {
         self.write_validated(
             &ret,
             model,
-            &|replica| replica.plan_update(model, &filter, values),
+            Plan::Each(&|replica| replica.plan_update(model, &filter, values)),
             &|replica, rows| replica.build_update(model, rows, values, now),
         )
         .await
     }
 
-    /// A write whose rows go through the schema: `plan` proposes the rows, the validator checks
-    /// them (asynchronously), `build` turns the validated rows into a batch. All of it again
-    /// after catching up when storage moved on. The caller holds a turn.
+    /// A write whose rows go through the schema: `plan` gives the validated rows, `build` turns
+    /// them into a batch. Planned again after catching up when storage moved on. The caller holds
+    /// a turn.
     pub(super) async fn write_validated(
         &self,
         ret: &Returning,
         model: &str,
-        // Borrowed trait objects, so insert and update share one copy of this function.
-        plan: &dyn Fn(&Replica) -> Result<Vec<Value>>,
+        plan: Plan<'_>,
+        // A borrowed trait object, so insert and update share one copy of this function.
         build: &BuildFn<'_>,
     ) -> Result<Written> {
         self.check_open()?;
         let models = Replica::returning_models(ret);
+        let mut caught_up = false;
         for _ in 0..MAX_ATTEMPTS {
             self.ensure_loaded(&models).await?;
-            let rows = plan(&self.replica.borrow())?;
-            let rows = self.validate(model, rows).await?;
-            let (batch, affected) = build(&self.replica.borrow(), rows)?;
+            let planned;
+            let rows = match &plan {
+                Plan::Ready(rows) => rows,
+                Plan::Each(plan) => {
+                    let rows = plan(&self.replica.borrow())?;
+                    planned = self.validate(model, rows).await?;
+                    &planned
+                }
+            };
+            let built = build(&self.replica.borrow(), rows);
+            let (batch, affected) = match built {
+                // Memory may hold rows another tab wrote (a load reads storage as it is now)
+                // before this tab caught up with that write: refuse only on caught-up state,
+                // so the error and this tab's view (its outbox) agree.
+                Err(Error::Constraint(_)) if !caught_up => {
+                    self.catch_up_locked().await?;
+                    caught_up = true;
+                    continue;
+                }
+                built => built?,
+            };
             if self.try_commit(&batch).await? {
                 return Ok(Written {
                     rows: self.replica.borrow().returning(ret, &affected)?,

@@ -461,8 +461,8 @@ fn row_op(model: &str, key: Key, row: Option<Obj>) -> RowOp {
     }
 }
 
-fn into_row(def: &ModelDef, i: usize, v: Value) -> Result<Row> {
-    if let Some(path) = too_deep_path(&v, MAX_DEPTH) {
+fn into_row(def: &ModelDef, i: usize, v: &Value) -> Result<Row> {
+    if let Some(path) = too_deep_path(v, MAX_DEPTH) {
         return Err(Error::Validation {
             model: def.name.clone(),
             issues: vec![Issue {
@@ -472,7 +472,7 @@ fn into_row(def: &ModelDef, i: usize, v: Value) -> Result<Row> {
         });
     }
     match v {
-        Value::Object(o) => Ok(Row::from_obj(&o)),
+        Value::Object(o) => Ok(Row::from_obj(o)),
         other => Err(Error::Validation {
             model: def.name.clone(),
             issues: vec![crate::error::Issue {

@@ -13,18 +13,18 @@ use std::collections::HashSet;
 
 impl Replica {
     /// Normalizes insert `values` (a row or an array of rows) and fills missing primary keys with
-    /// UUIDv7 strings.
-    pub fn prepare_insert(&self, model: &str, values: &Value, now: f64) -> Result<Vec<Value>> {
+    /// UUIDv7 strings. Takes the values over: rows are moved, not copied.
+    pub fn prepare_insert(&self, model: &str, values: Value, now: f64) -> Result<Vec<Value>> {
         let def = self.schema.model(model)?;
-        let items: Vec<&Value> = match values {
-            Value::Array(a) => a.iter().collect(),
+        let items: Vec<Value> = match values {
+            Value::Array(a) => a,
             v => vec![v],
         };
         items
             .into_iter()
             .enumerate()
             .map(|(i, v)| {
-                let Value::Object(o) = v else {
+                let Value::Object(mut o) = v else {
                     return Err(Error::Validation {
                         model: def.name.clone(),
                         issues: vec![crate::error::Issue {
@@ -33,7 +33,6 @@ impl Replica {
                         }],
                     });
                 };
-                let mut o = o.clone();
                 if o.get(&def.primary_key).is_none_or(Value::is_null) {
                     o.insert(
                         def.primary_key.clone(),
@@ -107,19 +106,14 @@ impl Replica {
     }
 
     /// Validated rows to insert → batch. Fails on a duplicate key (in the table or the batch).
-    pub fn build_insert(
-        &self,
-        model: &str,
-        rows: Vec<Value>,
-        now: f64,
-    ) -> Result<(Batch, Vec<Row>)> {
+    pub fn build_insert(&self, model: &str, rows: &[Value], now: f64) -> Result<(Batch, Vec<Row>)> {
         let def = self.schema.model(model)?;
         let table = self.table(model)?;
         let pk = Name::new(&def.primary_key);
         let mut batch = Batch::default();
         let mut seen = HashSet::new();
         let mut affected = Vec::with_capacity(rows.len());
-        for (i, v) in rows.into_iter().enumerate() {
+        for (i, v) in rows.iter().enumerate() {
             let row = into_row(def, i, v)?;
             let key = row_key_by(def, &pk, &row)?;
             if table.contains(&key) || !seen.insert(key.clone()) {
@@ -160,7 +154,7 @@ impl Replica {
     pub fn build_update(
         &self,
         model: &str,
-        rows: Vec<Value>,
+        rows: &[Value],
         patch: &Value,
         now: f64,
     ) -> Result<(Batch, Vec<Row>)> {
@@ -170,7 +164,7 @@ impl Replica {
         let mut batch = Batch::default();
         let mut affected = Vec::with_capacity(rows.len());
         let mut before = Vec::new();
-        for (i, v) in rows.into_iter().enumerate() {
+        for (i, v) in rows.iter().enumerate() {
             let row = into_row(def, i, v)?;
             let key = row_key_by(def, &pk, &row)?;
             let old = table.get(&key).ok_or_else(|| {

@@ -535,12 +535,20 @@ impl IdbStorage {
         let rows: Vec<&Row> = batch.rows.iter().filter_map(|op| op.row()).collect();
         let rows: js_sys::Array = to_js(&rows)?.unchecked_into();
         let mut next_row = 0;
+        // Ops come grouped by model: ask for a store once per run of ops on it.
+        let mut store: Option<(&str, web_sys::IdbObjectStore)> = None;
         for op in &batch.rows {
-            let store = tx.object_store(op.model()).map_err(js_err)?;
+            let s = match &store {
+                Some((model, s)) if *model == op.model() => s,
+                _ => {
+                    let s = tx.object_store(op.model()).map_err(js_err)?;
+                    &store.insert((op.model(), s)).1
+                }
+            };
             match op {
-                RowOp::Insert { .. } => store.add(&rows.get(next_row)),
-                RowOp::Put { .. } => store.put(&rows.get(next_row)),
-                RowOp::Delete { key, .. } => store.delete(&key_js(key)),
+                RowOp::Insert { .. } => s.add(&rows.get(next_row)),
+                RowOp::Put { .. } => s.put(&rows.get(next_row)),
+                RowOp::Delete { key, .. } => s.delete(&key_js(key)),
             }
             .map_err(js_err)?;
             if op.row().is_some() {
