@@ -33,6 +33,9 @@ enum Slot {
     Other,
 }
 
+/// Batches of fewer rows are put row by row (see [`Table::put_many`]).
+const BULK_MIN: usize = 64;
+
 /// The smallest key there is (every number sorts before every string).
 const MIN: Key = Key::Num(f64::NEG_INFINITY);
 
@@ -88,15 +91,44 @@ impl Table {
         }
     }
 
-    /// A table of `rows` at once: sorted once and built bottom-up (full tree nodes, which a row
-    /// at a time in key order would leave half empty). A later row replaces an earlier one with
-    /// the same key.
+    /// A table of `rows` at once (see [`Table::put_many`]). A later row replaces an earlier one
+    /// with the same key.
     pub fn build(fields: &[String], rows: Vec<(Key, Row)>) -> Self {
         let mut t = Table::with_indexes(fields);
-        t.rows = rows.into_iter().collect();
-        for ix in &mut t.indexes {
-            let mut entries: Vec<((Key, Key), Row)> = Vec::with_capacity(t.rows.len());
-            for (k, row) in &t.rows {
+        t.merge(rows);
+        t
+    }
+
+    /// Puts `rows` (a later row replaces an earlier one with the same key). A batch that is
+    /// large next to the table is sorted once and merged into the table and each index
+    /// (`BTreeMap::append`: linear in both sizes, with full tree nodes) instead of being put row
+    /// by row.
+    pub fn put_many(&mut self, rows: Vec<(Key, Row)>) {
+        if rows.len() < BULK_MIN || rows.len().saturating_mul(4) < self.rows.len() {
+            for (k, r) in rows {
+                self.put(k, r);
+            }
+        } else {
+            self.merge(rows);
+        }
+    }
+
+    fn merge(&mut self, rows: Vec<(Key, Row)>) {
+        let mut new: BTreeMap<Key, Row> = rows.into_iter().collect();
+        let Table {
+            rows: old_rows,
+            indexes,
+        } = self;
+        for ix in indexes {
+            let mut entries: Vec<((Key, Key), Row)> = Vec::with_capacity(new.len());
+            for (k, row) in &new {
+                if let Some(old) = old_rows.get(k) {
+                    let slot = ix.slot(old);
+                    ix.count(&slot, -1);
+                    if let Slot::Entry(v) = slot {
+                        ix.entries.remove(&(v, k.clone()));
+                    }
+                }
                 match row.get(&ix.field) {
                     None | Some(ValRef::Null) => ix.absent += 1,
                     Some(v) => match Key::from_ref(v) {
@@ -105,7 +137,7 @@ impl Table {
                     },
                 }
             }
-            // `t.rows` is in primary-key order, so a stable sort on the value alone gives
+            // `new` is in primary-key order, so a stable sort on the value alone gives
             // (value, key) order while comparing values only.
             entries.sort_by(|a, b| a.0 .0.cmp(&b.0 .0));
             // Share equal values' text.
@@ -114,9 +146,10 @@ impl Table {
                     entries[i].0 .0 = entries[i - 1].0 .0.clone();
                 }
             }
-            ix.entries = entries.into_iter().collect();
+            let mut entries: BTreeMap<(Key, Key), Row> = entries.into_iter().collect();
+            ix.entries.append(&mut entries);
         }
-        t
+        old_rows.append(&mut new);
     }
 
     pub fn get(&self, key: &Key) -> Option<&Row> {
@@ -338,6 +371,69 @@ mod tests {
             want.sort();
             assert_eq!(got, want);
             assert_eq!(t.index_kinds("n"), Some((true, false)));
+        }
+    }
+
+    /// What a table holds, as comparable data: its rows in key order (with field `s`), each
+    /// index's entries in order, and each index's counts of rows without an entry.
+    type Contents = (
+        Vec<(Key, serde_json::Value)>,
+        Vec<(Vec<(Key, Key)>, usize, usize)>,
+    );
+
+    fn contents(t: &Table) -> Contents {
+        let rows = t
+            .rows
+            .iter()
+            .map(|(k, r)| {
+                (
+                    k.clone(),
+                    r.get_str("s").map_or(json!("(missing)"), |v| v.to_value()),
+                )
+            })
+            .collect();
+        let indexes = t
+            .indexes
+            .iter()
+            .map(|ix| {
+                for ((_, pk), row) in &ix.entries {
+                    assert_eq!(t.rows.get(pk).map(Row::ptr), Some(row.ptr()));
+                }
+                (ix.entries.keys().cloned().collect(), ix.absent, ix.others)
+            })
+            .collect();
+        (rows, indexes)
+    }
+
+    proptest::proptest! {
+        /// Putting a batch at once (merged in, or row by row when small next to the table) leaves
+        /// the same table as putting its rows one by one, whatever the table held before: rows
+        /// replaced, keys repeated in the batch (the later wins), values moving between index
+        /// entries, nulls, missing fields and booleans.
+        #[test]
+        fn put_many_agrees_with_puts(
+            before in proptest::collection::vec((0u8..40, 0u8..6), 0..120),
+            batch in proptest::collection::vec((0u8..40, 0u8..6), 0..200),
+        ) {
+            let make = |(k, v): (u8, u8)| {
+                let value = match v {
+                    0 => json!(null),
+                    1 => json!(true),
+                    2 => json!("a value longer than fourteen bytes"),
+                    n => json!(n),
+                };
+                let r = if v == 5 { json!({ "id": k }) } else { json!({ "id": k, "s": value }) };
+                (Key::Num(f64::from(k)), row(r))
+            };
+            let fields = ["s".to_string()];
+            let mut one_by_one = Table::build(&fields, before.iter().copied().map(make).collect());
+            let mut at_once = one_by_one.clone();
+            let rows: Vec<(Key, Row)> = batch.iter().copied().map(make).collect();
+            for (k, r) in rows.clone() {
+                one_by_one.put(k, r);
+            }
+            at_once.put_many(rows);
+            proptest::prop_assert_eq!(contents(&at_once), contents(&one_by_one));
         }
     }
 }

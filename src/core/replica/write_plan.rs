@@ -227,17 +227,36 @@ impl Replica {
         for e in &batch.outbox_put {
             self.place(e.clone());
         }
+        // Consecutive puts to one model go in together (a bulk insert or a pull's chunk).
+        let mut puts: Vec<(Key, Row)> = Vec::new();
+        let mut puts_model = "";
         for op in &batch.rows {
-            let Some(t) = self.tables.get_mut(op.model()) else {
+            if !self.tables.contains_key(op.model()) {
                 continue;
-            };
+            }
             self.touched.row(op.model(), op.key());
+            if puts_model != op.model() || op.row().is_none() {
+                self.put_rows(puts_model, std::mem::take(&mut puts));
+                puts_model = op.model();
+            }
             match op.row() {
-                Some(row) => t.put(op.key().clone(), row.clone()),
+                Some(row) => puts.push((op.key().clone(), row.clone())),
                 None => {
-                    t.remove(op.key());
+                    if let Some(t) = self.tables.get_mut(op.model()) {
+                        t.remove(op.key());
+                    }
                 }
             }
+        }
+        self.put_rows(puts_model, puts);
+    }
+
+    fn put_rows(&mut self, model: &str, rows: Vec<(Key, Row)>) {
+        if rows.is_empty() {
+            return;
+        }
+        if let Some(t) = self.tables.get_mut(model) {
+            t.put_many(rows);
         }
     }
 }
