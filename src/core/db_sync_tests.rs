@@ -1723,3 +1723,60 @@ proptest! {
         run_steps(seed, &steps)?;
     }
 }
+
+/// A row with a write acknowledged while a pull was out and a later write still pending: the
+/// stale answer must not become the pending write's base (that would drop the acknowledged
+/// value, and a rejection of the pending write would restore the stale one).
+#[test]
+fn a_stale_pull_answer_does_not_become_the_base_of_a_later_pending_write() {
+    let (_storage, remote, db) = setup();
+    insert(&db, json!({ "id": 1, "v": 1, "w": 1 }));
+    assert_eq!(drain(&db, false), report(1, 0, 0, 0));
+    let gate = remote.hold_pull();
+    let pulling = db.pull("t", None);
+    let (one, v10, w5) = (json!({ "id": 1 }), json!({ "v": 10 }), json!({ "w": 5 }));
+    let app = async {
+        db.update("t", Some(&one), &v10, None).await.unwrap();
+        db.update("t", Some(&one), &w5, None).await.unwrap();
+        remote.answer(PushOutcome::Done);
+        remote.answer(PushOutcome::Retry("later".into()));
+        let drained = db.drain(false).await.unwrap();
+        assert_eq!(drained, Some(report(1, 1, 0, 1)));
+        gate.send(()).unwrap();
+    };
+    let (pulled, ()) = block_on(futures::future::join(pulling, app));
+    assert_eq!(pulled.unwrap(), [json!({ "id": 1, "v": 10, "w": 5 })]);
+}
+
+/// Tab a writes and has its writes acknowledged and flushed while tab b's pull is out; b never
+/// held a's entries in its outbox, and learns of the rows by catching up.
+#[test]
+fn a_pull_does_not_undo_writes_another_tab_made_and_had_acknowledged_meanwhile() {
+    let (storage, remote, a) = setup();
+    let b = open(storage.another_tab(), remote.tab(1));
+    insert(&a, json!({ "id": 1, "v": 1 }));
+    assert_eq!(drain(&a, false), report(1, 0, 0, 0));
+    assert!(block_on(a.flush()).unwrap());
+    block_on(b.catch_up()).unwrap();
+    assert_eq!(rows(&b), [json!({ "id": 1, "v": 1 })]);
+    let gate = remote.hold_pull();
+    let pulling = b.pull("t", None);
+    let (two, one, v10) = (
+        json!({ "id": 2, "v": 2 }),
+        json!({ "id": 1 }),
+        json!({ "v": 10 }),
+    );
+    let app = async {
+        a.insert("t", &two, None).await.unwrap();
+        a.update("t", Some(&one), &v10, None).await.unwrap();
+        assert_eq!(a.drain(false).await.unwrap(), Some(report(2, 0, 0, 0)));
+        assert!(a.flush().await.unwrap());
+        b.catch_up().await.unwrap(); // b learns of a's writes (entries already gone)
+        gate.send(()).unwrap();
+    };
+    let (pulled, ()) = block_on(futures::future::join(pulling, app));
+    let expected = [json!({ "id": 1, "v": 10 }), json!({ "id": 2, "v": 2 })];
+    block_on(a.catch_up()).unwrap();
+    assert_eq!(pulled.unwrap(), expected);
+    assert_eq!(rows(&a), expected);
+}

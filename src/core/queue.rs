@@ -199,3 +199,49 @@ mod tests {
         assert!(q.state.borrow().slots.is_empty());
     }
 }
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod random_tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::task::Waker;
+    proptest! {
+        #[test]
+        /// Any mix of taking, polling (in any order), dropping turns and ending the running one:
+        /// turns run one at a time, in the order taken, and the queue empties.
+        fn random_takes_polls_and_drops_keep_order(ops in proptest::collection::vec((0u8..4, 0usize..8), 0..200)) {
+            let q = WriteQueue::new();
+            let mut cx = Context::from_waker(Waker::noop());
+            let mut turns: Vec<(u64, Turn)> = Vec::new();
+            let mut guard: Option<(u64, TurnGuard)> = None;
+            let mut last_run: Option<u64> = None;
+            let mut dropped: Vec<u64> = Vec::new();
+            for (op, i) in ops {
+                match op {
+                    0 => { let t = q.turn(); turns.push((t.number, t)); }
+                    1 if !turns.is_empty() => {
+                        let j = i % turns.len();
+                        if let Poll::Ready(g) = Pin::new(&mut turns[j].1).poll(&mut cx) {
+                            let (n, t) = turns.remove(j);
+                            drop(t);
+                            prop_assert!(guard.is_none());
+                            // every earlier number was run or dropped
+                            if let Some(l) = last_run { prop_assert!(n > l); }
+                            prop_assert!(turns.iter().all(|(m, _)| *m > n));
+                            last_run = Some(n);
+                            guard = Some((n, g));
+                        }
+                    }
+                    2 if !turns.is_empty() => { let (n, t) = turns.remove(i % turns.len()); dropped.push(n); drop(t); }
+                    3 => { guard = None; }
+                    _ => {}
+                }
+            }
+            drop(guard);
+            turns.sort_by_key(|t| t.0);
+            for (_, mut t) in turns { prop_assert!(Pin::new(&mut t).poll(&mut cx).is_ready()); }
+            prop_assert_eq!(q.backlog(), 0);
+            prop_assert!(q.state.borrow().slots.is_empty());
+        }
+    }
+}

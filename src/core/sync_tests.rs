@@ -1,10 +1,10 @@
 use super::*;
 use crate::core::query::Filter;
-use crate::core::replica::Replica;
+use crate::core::replica::{Replica, Settled};
 use crate::core::schema::Schema;
 use proptest::prelude::*;
 use serde_json::json;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 
 fn row(v: Value) -> Obj {
     v.as_object().unwrap().clone()
@@ -128,14 +128,14 @@ fn pull_rebases_pending_rows_and_deletes_vanished_ones() {
         .plan_pull(
             "t",
             remote.into_iter().enumerate().collect(),
-            &HashSet::new(),
+            &Settled::default(),
             &mut no_resolver,
         )
         .unwrap();
     e.apply(&batch);
     let seen = plan.seen.into_iter().collect();
     let deletions = e
-        .plan_pull_deletions("t", &Filter::All, &seen, &HashSet::new())
+        .plan_pull_deletions("t", &Filter::All, &seen, &Settled::default())
         .unwrap();
     e.apply(&deletions);
     let sel = crate::core::query::Select::parse(&e.schema, "t", None).unwrap();
@@ -154,7 +154,7 @@ fn pull_rebases_pending_rows_and_deletes_vanished_ones() {
     );
     // A pull of nothing changes nothing (deletions are a separate, unpaginated step).
     let (batch, _) = e
-        .plan_pull("t", vec![], &HashSet::new(), &mut no_resolver)
+        .plan_pull("t", vec![], &Settled::default(), &mut no_resolver)
         .unwrap();
     assert!(batch.rows.is_empty());
 }
@@ -168,7 +168,7 @@ fn pulled_rows_without_a_usable_key_are_skipped_not_fatal() {
         (2, row(json!({"id": true, "v": 3}))),
     ];
     let (batch, plan) = e
-        .plan_pull("t", remote, &HashSet::new(), &mut no_resolver)
+        .plan_pull("t", remote, &Settled::default(), &mut no_resolver)
         .unwrap();
     assert_eq!(batch.rows.len(), 1, "the keyed row is merged");
     let paths: Vec<String> = plan.skipped.iter().map(|i| i.path.join(".")).collect();
@@ -245,10 +245,10 @@ proptest! {
                 }
                 Op::Pull => {
                     let rows = backend.iter().map(|(k, v)| row(json!({"id": k, "v": v}))).enumerate().collect();
-                    let (b, plan) = e.plan_pull("t", rows, &HashSet::new(), &mut no_resolver).unwrap();
+                    let (b, plan) = e.plan_pull("t", rows, &Settled::default(), &mut no_resolver).unwrap();
                     e.apply(&b);
                     let seen = plan.seen.into_iter().collect();
-                    let d = e.plan_pull_deletions("t", &Filter::All, &seen, &HashSet::new()).unwrap();
+                    let d = e.plan_pull_deletions("t", &Filter::All, &seen, &Settled::default()).unwrap();
                     e.apply(&d);
                 }
             }
@@ -293,7 +293,9 @@ fn pull_with(
     resolve: &mut crate::core::conflict::Resolver,
 ) -> Vec<Value> {
     let rows = remote.into_iter().map(row).enumerate().collect();
-    let (batch, plan) = e.plan_pull("t", rows, &HashSet::new(), resolve).unwrap();
+    let (batch, plan) = e
+        .plan_pull("t", rows, &Settled::default(), resolve)
+        .unwrap();
     assert!(plan.skipped.is_empty(), "{:?}", plan.skipped);
     e.apply(&batch);
     let sel = crate::core::query::Select::parse(&e.schema, "t", None).unwrap();
@@ -377,7 +379,7 @@ fn a_failing_or_key_changing_conflict_function_skips_the_row_and_changes_nothing
             .plan_pull(
                 "t",
                 remote.clone(),
-                &HashSet::new(),
+                &Settled::default(),
                 &mut |_, _, _| match &answer {
                     Ok(v) => Ok(row(v.clone())),
                     Err(m) => Err(crate::error::Error::Sync(m.to_string())),

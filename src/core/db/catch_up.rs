@@ -72,6 +72,10 @@ impl<S: Storage, V: Validator, R: Remote> Db<S, V, R> {
             let (entries, seq) = self.storage.load_outbox().await?;
             let entries = self.keep_readable(entries);
             let mut replica = self.replica.borrow_mut();
+            let models: Vec<String> = replica.schema.models.keys().cloned().collect();
+            for m in &models {
+                replica.note_changed_elsewhere(m, None);
+            }
             replica.unload_all();
             replica.set_outbox(entries);
             changed.extend(replica.schema.models.keys().cloned());
@@ -102,6 +106,13 @@ impl<S: Storage, V: Validator, R: Remote> Db<S, V, R> {
                     continue; // a model this database does not know
                 };
                 changed.push(def.name.clone());
+                // A pull out now must not undo these rows with an answer from before them.
+                let noted = keys
+                    .as_ref()
+                    .map(|ks| ks.iter().filter_map(Key::from_value).collect());
+                self.replica
+                    .borrow_mut()
+                    .note_changed_elsewhere(&def.name, noted);
                 if !self.replica.borrow().is_loaded(store) {
                     continue; // the next read goes to storage anyway
                 }

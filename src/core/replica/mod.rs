@@ -47,16 +47,31 @@ pub struct Replica {
     online: bool,
     /// Pulls whose answer has not been merged yet.
     pulls: u32,
-    /// While a pull is out: the rows of every pending entry that left the outbox (acknowledged,
-    /// rolled back, merged, or gone in another tab), in order. A pull's answer may predate them,
-    /// so its merge leaves these rows alone (see [`Replica::settled_since`]).
-    settled: Vec<(String, Key)>,
+    /// While a pull is out, in order: the rows of every pending entry that left the outbox
+    /// (acknowledged, rolled back or merged), and the rows another tab changed (`None`: the
+    /// whole model). A pull's answer may predate them, so its merge leaves these rows alone (see
+    /// [`Replica::settled_since`]).
+    settled: Vec<(String, Option<Key>)>,
 }
 
 /// What a write returns: `returning: { fields, relations }` parsed up front, so a bad option fails
 /// before anything is written.
 #[derive(Debug)]
 pub struct Returning(Select);
+
+/// The rows a pull's merge leaves alone (see [`Replica::settled_since`]).
+#[derive(Debug, Default)]
+pub struct Settled {
+    /// Every row of the model (another tab changed it as a whole).
+    pub all: bool,
+    pub keys: HashSet<Key>,
+}
+
+impl Settled {
+    pub fn contains(&self, key: &Key) -> bool {
+        self.all || self.keys.contains(key)
+    }
+}
 
 impl Replica {
     pub fn new(schema: Schema) -> Self {
@@ -87,26 +102,44 @@ impl Replica {
         }
     }
 
-    /// The rows of `model` whose pending writes left the outbox since `mark`: the backend may
-    /// have applied them after it answered the pull, so the answer is no news about them.
-    pub fn settled_since(&self, model: &str, mark: usize) -> HashSet<Key> {
-        self.settled
-            .get(mark..)
-            .unwrap_or_default()
-            .iter()
-            .filter(|(m, _)| m == model)
-            .map(|(_, k)| k.clone())
-            .collect()
+    /// The rows of `model` noted since `mark` (see [`Replica::settled`]): the backend may have
+    /// applied their writes after it answered the pull, so the answer is no news about them.
+    pub fn settled_since(&self, model: &str, mark: usize) -> Settled {
+        let mut out = Settled::default();
+        for (m, key) in self.settled.get(mark..).unwrap_or_default() {
+            if m == model {
+                match key {
+                    Some(k) => {
+                        out.keys.insert(k.clone());
+                    }
+                    None => out.all = true,
+                }
+            }
+        }
+        out
+    }
+
+    /// Notes rows of `model` another tab changed (`None`: any row), while a pull is out.
+    pub fn note_changed_elsewhere(&mut self, model: &str, keys: Option<Vec<Key>>) {
+        if self.pulls == 0 {
+            return;
+        }
+        match keys {
+            Some(keys) => self
+                .settled
+                .extend(keys.into_iter().map(|k| (model.to_string(), Some(k)))),
+            None => self.settled.push((model.to_string(), None)),
+        }
     }
 
     /// Notes that pending entry `e` leaves the outbox (only while a pull is out).
-    fn settle_rows(pulls: u32, settled: &mut Vec<(String, Key)>, e: &OutboxEntry) {
+    fn settle_rows(pulls: u32, settled: &mut Vec<(String, Option<Key>)>, e: &OutboxEntry) {
         if pulls == 0 {
             return;
         }
         for b in &e.before {
             if let Some(key) = Key::from_value(&b.key) {
-                settled.push((e.model.clone(), key));
+                settled.push((e.model.clone(), Some(key)));
             }
         }
     }
@@ -137,6 +170,17 @@ impl Replica {
     /// Puts a stored outbox record where it belongs: the pending queue, or the rejected list.
     /// Either list stays sorted by mutation id (creation order).
     pub(super) fn place(&mut self, e: OutboxEntry) {
+        // An entry updated in place (a retry, a rebase) stays pending: only one that leaves the
+        // queue for the rejected list counts as settled.
+        if let Ok(i) = self
+            .outbox
+            .binary_search_by(|x| x.mutation_id.cmp(&e.mutation_id))
+        {
+            let old = self.outbox.remove(i);
+            if e.rejected.is_some() {
+                Self::settle_rows(self.pulls, &mut self.settled, &old);
+            }
+        }
         self.forget(&e.mutation_id);
         let list = if e.rejected.is_some() {
             &mut self.rejected

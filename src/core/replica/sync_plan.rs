@@ -157,13 +157,13 @@ impl Replica {
     /// [`crate::core::conflict`]): a row taken as a new base gets the pending writes replayed on
     /// top. `resolve(local, remote, base)` is the app's conflict function. A row without a usable
     /// primary key, or whose conflict function failed, is skipped and reported (its index in
-    /// `remote`, why). Rows in `settled` (see [`Replica::settled_since`]) without pending writes
-    /// keep their local state: the answer may predate their acknowledged writes.
+    /// `remote`, why). Rows in `settled` (see [`Replica::settled_since`]) keep their local state
+    /// and pending writes: the answer may predate writes acknowledged or made elsewhere since.
     pub fn plan_pull(
         &self,
         model: &str,
         remote: Vec<(usize, Obj)>,
-        settled: &HashSet<Key>,
+        settled: &Settled,
         resolve: &mut crate::core::conflict::Resolver,
     ) -> Result<(Batch, PullPlan)> {
         let def = self.schema.model(model)?;
@@ -183,10 +183,12 @@ impl Replica {
             };
             plan.seen.push(key.clone());
             let touching = index.get(&key).map_or(&[][..], Vec::as_slice);
-            let pending = !touching.is_empty();
-            if !pending && settled.contains(&key) {
-                continue; // written and acknowledged after the backend answered
+            if settled.contains(&key) {
+                // Written (and acknowledged, or changed by another tab) after the backend
+                // answered: the answer is older than what is here, pending writes included.
+                continue;
             }
+            let pending = !touching.is_empty();
             let stored = table.get(&key);
             let cheap_take = !pending && !matches!(def.conflict, Conflict::Lww(_));
             let local = (!cheap_take).then(|| stored.map(Row::to_obj)).flatten();
@@ -239,7 +241,7 @@ impl Replica {
         model: &str,
         filter: &Filter,
         seen: &HashSet<Key>,
-        settled: &HashSet<Key>,
+        settled: &Settled,
     ) -> Result<Batch> {
         let def = self.schema.model(model)?;
         let index = self.touch_index(model);
