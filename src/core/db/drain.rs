@@ -11,10 +11,12 @@ use crate::core::outbox::OutboxEntry;
 use crate::core::query::Select;
 use crate::core::queue::Turn;
 use crate::core::replica::pull_issue;
+use crate::core::replica::Replica;
 use crate::core::scheduler::{Command, Event};
 use crate::core::value::Obj;
 use crate::error::{Error, Issue, Result};
 use serde_json::Value;
+use std::cell::RefCell;
 use std::collections::HashSet;
 use std::future::Future;
 
@@ -627,12 +629,12 @@ impl<S: Storage, V: Validator, R: Remote> Db<S, V, R> {
 /// Marks a pull as out from just before it asks the backend until its answer is merged (or it
 /// fails, or is dropped): meanwhile the replica notes the rows whose pending writes settle.
 struct PullWatch<'a> {
-    replica: &'a std::cell::RefCell<crate::core::replica::Replica>,
+    replica: &'a RefCell<Replica>,
     mark: usize,
 }
 
 impl<'a> PullWatch<'a> {
-    fn begin(replica: &'a std::cell::RefCell<crate::core::replica::Replica>) -> Self {
+    fn begin(replica: &'a RefCell<Replica>) -> Self {
         let mark = replica.borrow_mut().pull_begin();
         PullWatch { replica, mark }
     }
