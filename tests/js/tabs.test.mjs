@@ -471,6 +471,9 @@ test("a lock the browser takes away is given up: the writes after it are logged"
     );
     return window.stolen;
   }, name);
+  // The browser tells page a of the steal in a message of its own, which races this script's next
+  // call to page a (seen losing on a loaded machine): let it arrive before writing.
+  await a.evaluate(() => new Promise((r) => setTimeout(r, 50)));
   await a.evaluate(() => window.items.update({ where: { id: "x" }, values: { v: 2 } }));
   assert.equal(await logCount(a, name), before + 1, "after losing the lock, the commit is checked and logged");
   assert.deepEqual(await a.evaluate(() => window.items.get("x")), { id: "x", v: 2 });

@@ -307,11 +307,12 @@ impl IdbStorage {
                     return Err(e);
                 }
             };
-            let conn = Rc::new(Conn { db, writer });
-            if let Err(e) = self.watch_version_changes(&conn) {
-                conn.shut();
-                return Err(e);
-            }
+            let conn = Rc::new(Conn {
+                db,
+                writer,
+                on_version_change: RefCell::new(None),
+            });
+            self.watch_version_changes(&conn);
             if conn.writer.version() != conn.db.version() {
                 continue; // upgraded in between: the write connection closed itself
             }
@@ -365,12 +366,16 @@ impl IdbStorage {
 
     /// Lets go of this connection when another tab asks to upgrade, so that tab is never blocked
     /// for long: the connection closes as soon as in-flight transactions finish (see [`Conn`]).
-    fn watch_version_changes(&self, db: &Rc<Conn>) -> Result<()> {
-        let mut listener = db.db.version_changes().map_err(idb_err)?;
+    /// The handler is the read connection's `onversionchange` (the write connection closes
+    /// itself, see [`raw::open`]); it lives as long as the connection does.
+    fn watch_version_changes(&self, db: &Rc<Conn>) {
         let inner = Rc::downgrade(&self.inner);
         let watched = Rc::downgrade(db);
-        wasm_bindgen_futures::spawn_local(async move {
-            if listener.recv().await.is_some() {
+        let handler = Closure::<dyn FnMut()>::new(move || {
+            let (inner, watched) = (inner.clone(), watched.clone());
+            // Out of the event handler: the last handle on the connection may go here, and with
+            // it this handler.
+            wasm_bindgen_futures::spawn_local(async move {
                 // Closed now: transactions in flight still finish, new ones go to a new connection.
                 if let Some(conn) = watched.upgrade() {
                     conn.shut();
@@ -386,9 +391,11 @@ impl IdbStorage {
                         *slot = None;
                     }
                 }
-            }
+            });
         });
-        Ok(())
+        db.reader()
+            .set_onversionchange(Some(handler.as_ref().unchecked_ref()));
+        *db.on_version_change.borrow_mut() = Some(handler);
     }
 
     /// Asks for the next `LOAD_CHUNK` records of `store_name` after primary key `after` (from
@@ -437,6 +444,8 @@ async fn chunk_result(req: &web_sys::IdbRequest) -> Result<js_sys::Array> {
 struct Conn {
     db: Database,
     writer: web_sys::IdbDatabase,
+    /// The read connection's `versionchange` handler, once set.
+    on_version_change: RefCell<Option<Closure<dyn FnMut()>>>,
 }
 
 impl Conn {
@@ -463,6 +472,8 @@ impl Conn {
 impl Drop for Conn {
     fn drop(&mut self) {
         self.shut();
+        // A closed connection sees no more events; the handler goes with it.
+        self.reader().set_onversionchange(None);
     }
 }
 
