@@ -56,7 +56,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 
@@ -307,12 +307,16 @@ impl IdbStorage {
                     return Err(e);
                 }
             };
-            let conn = Rc::new(Conn {
-                db,
-                writer,
-                on_version_change: RefCell::new(None),
+            let conn = Rc::new_cyclic(|me| {
+                let on_version_change = self.version_change_handler(me.clone());
+                let reader: &web_sys::IdbDatabase = db.as_sys().unchecked_ref();
+                reader.set_onversionchange(Some(on_version_change.as_ref().unchecked_ref()));
+                Conn {
+                    db,
+                    writer,
+                    _on_version_change: on_version_change,
+                }
             });
-            self.watch_version_changes(&conn);
             if conn.writer.version() != conn.db.version() {
                 continue; // upgraded in between: the write connection closed itself
             }
@@ -364,14 +368,13 @@ impl IdbStorage {
         )))
     }
 
-    /// Lets go of this connection when another tab asks to upgrade, so that tab is never blocked
-    /// for long: the connection closes as soon as in-flight transactions finish (see [`Conn`]).
-    /// The handler is the read connection's `onversionchange` (the write connection closes
-    /// itself, see [`raw::open`]); it lives as long as the connection does.
-    fn watch_version_changes(&self, db: &Rc<Conn>) {
+    /// The read connection's `onversionchange` handler (the write connection closes itself, see
+    /// [`raw::open`]): lets go of connection `watched` when another tab asks to upgrade, so that
+    /// tab is never blocked for long. The connection closes as soon as in-flight transactions
+    /// finish (see [`Conn`]).
+    fn version_change_handler(&self, watched: Weak<Conn>) -> Closure<dyn FnMut()> {
         let inner = Rc::downgrade(&self.inner);
-        let watched = Rc::downgrade(db);
-        let handler = Closure::<dyn FnMut()>::new(move || {
+        Closure::<dyn FnMut()>::new(move || {
             let (inner, watched) = (inner.clone(), watched.clone());
             // Out of the event handler: the last handle on the connection may go here, and with
             // it this handler.
@@ -392,10 +395,7 @@ impl IdbStorage {
                     }
                 }
             });
-        });
-        db.reader()
-            .set_onversionchange(Some(handler.as_ref().unchecked_ref()));
-        *db.on_version_change.borrow_mut() = Some(handler);
+        })
     }
 
     /// Asks for the next `LOAD_CHUNK` records of `store_name` after primary key `after` (from
@@ -444,8 +444,8 @@ async fn chunk_result(req: &web_sys::IdbRequest) -> Result<js_sys::Array> {
 struct Conn {
     db: Database,
     writer: web_sys::IdbDatabase,
-    /// The read connection's `versionchange` handler, once set.
-    on_version_change: RefCell<Option<Closure<dyn FnMut()>>>,
+    /// The read connection's `versionchange` handler, kept for as long as the connection.
+    _on_version_change: Closure<dyn FnMut()>,
 }
 
 impl Conn {
