@@ -309,8 +309,7 @@ impl IdbStorage {
             };
             let conn = Rc::new_cyclic(|me| {
                 let on_version_change = self.version_change_handler(me.clone());
-                let reader: &web_sys::IdbDatabase = db.as_sys().unchecked_ref();
-                reader.set_onversionchange(Some(on_version_change.as_ref().unchecked_ref()));
+                sys(&db).set_onversionchange(Some(on_version_change.as_ref().unchecked_ref()));
                 Conn {
                     db,
                     writer,
@@ -452,7 +451,7 @@ impl Conn {
     /// The read connection as `web_sys` sees it, for the reads that take IndexedDB's result
     /// array whole (reads stay off the write connection, as with `indexed_db_futures`).
     fn reader(&self) -> &web_sys::IdbDatabase {
-        self.db.as_sys().unchecked_ref()
+        sys(&self.db)
     }
 
     /// Whether both connections still accept transactions (neither is closing).
@@ -467,6 +466,11 @@ impl Conn {
         self.db.clone().close();
         self.writer.close();
     }
+}
+
+/// An `indexed_db_futures` connection as `web_sys` sees it.
+fn sys(db: &Database) -> &web_sys::IdbDatabase {
+    db.as_sys().unchecked_ref()
 }
 
 impl Drop for Conn {
